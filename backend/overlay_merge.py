@@ -1,0 +1,457 @@
+"""Merge the cacheprovider overlay into upstream's module, by name.
+
+Used by the wheel build (``overlay_backend``) and by ``scripts/export_upstream_pr.py``
+(a pytest git checkout instead of a wheel): one merge function, two callers.
+
+The overlay is a partial module.  Its top-level functions, its module-level
+assignments and the members of its classes replace upstream's definitions of the
+same (qualified) name, or are added when upstream has none.  Its imports are
+added to upstream's import block in isort order (single-line imports, sorted
+within sections).  Anything else is refused loudly: we would rather stop a
+build than ship a module we did not mean to write.
+
+Merging is idempotent: ``merge(merge(u, o).code, o).code == merge(u, o).code``.
+
+Run as a script to merge two files and print the report::
+
+    python backend/overlay_merge.py UPSTREAM.py OVERLAY.py [--write OUT.py]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import dataclasses
+import hashlib
+import sys
+
+import libcst as cst
+from libcst import metadata
+
+
+# Section numbers of isort's default order, with pytest's "known-local-folder".
+_FUTURE, _STDLIB, _THIRD_PARTY, _LOCAL = range(4)
+_LOCAL_PACKAGES = frozenset({"pytest", "_pytest"})
+_IGNORED_UNDEFINED = frozenset({"__file__", "__name__", "__doc__", "__spec__"})
+
+
+class MergeError(Exception):
+    """The overlay uses something the merge does not understand, or breaks the module."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeResult:
+    """What a merge produced.
+
+    ``replaced`` maps each qualified name the overlay replaced to the fingerprint
+    of upstream's definition (see :func:`fingerprint`); ``added`` lists the
+    qualified names upstream did not have.
+    """
+
+    code: str
+    replaced: dict[str, str]
+    added: list[str]
+    imports_added: list[str]
+
+
+def fingerprint(code: str) -> str:
+    """Fingerprint of one definition's source: sha256 over its lines, whitespace-trimmed."""
+    lines = [line.rstrip() for line in code.strip("\n").splitlines()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _definition_name(node: cst.CSTNode) -> str | None:
+    """Name of a definition we know how to merge, or None."""
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+        return node.name.value
+    if isinstance(node, cst.SimpleStatementLine) and len(node.body) == 1:
+        stmt = node.body[0]
+        if isinstance(stmt, cst.Assign) and len(stmt.targets) == 1:
+            target = stmt.targets[0].target
+            if isinstance(target, cst.Name):
+                return target.value
+        if isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
+            return stmt.target.value
+    return None
+
+
+def _is_import(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.SimpleStatementLine) and all(
+        isinstance(s, (cst.Import, cst.ImportFrom)) for s in node.body
+    )
+
+
+def _is_docstring(node: cst.CSTNode) -> bool:
+    return (
+        isinstance(node, cst.SimpleStatementLine)
+        and len(node.body) == 1
+        and isinstance(node.body[0], cst.Expr)
+        and isinstance(node.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _code(module: cst.Module, node: cst.CSTNode) -> str:
+    return module.code_for_node(node)
+
+
+def _without_leading_lines(node: cst.CSTNode) -> cst.CSTNode:
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.SimpleStatementLine)):
+        return node.with_changes(leading_lines=())
+    return node
+
+
+def _with_blank_lines(node: cst.CSTNode, count: int) -> cst.CSTNode:
+    """``node`` with exactly ``count`` blank lines before its own leading comments."""
+    assert isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.SimpleStatementLine))
+    lines = list(node.leading_lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return node.with_changes(leading_lines=[*(cst.EmptyLine() for _ in range(count)), *lines])
+
+
+@dataclasses.dataclass
+class _Overlay:
+    """Phase one: what the overlay defines, checked for constructs we refuse."""
+
+    imports: list[cst.SimpleStatementLine]
+    top_level: dict[str, cst.CSTNode]
+    members: dict[str, dict[str, cst.CSTNode]]
+
+
+def _collect_overlay(overlay: cst.Module) -> _Overlay:
+    result = _Overlay(imports=[], top_level={}, members={})
+    for index, node in enumerate(overlay.body):
+        if index == 0 and _is_docstring(node):
+            continue  # The overlay's own docstring describes the overlay, not the module.
+        if _is_import(node):
+            assert isinstance(node, cst.SimpleStatementLine)
+            result.imports.append(node)
+            continue
+        if isinstance(node, cst.If):
+            raise MergeError(
+                "unsupported construct in overlay: top-level 'if' block "
+                f"({_code(overlay, node.test).strip()}); write plain definitions"
+            )
+        name = _definition_name(node)
+        if name is None:
+            raise MergeError(
+                "unsupported construct in overlay: "
+                f"{_code(overlay, node).strip().splitlines()[0]!r}"
+            )
+        if name in result.top_level:
+            raise MergeError(f"overlay defines {name!r} twice (overloads and property setters are not merged)")
+        if isinstance(node, cst.ClassDef):
+            result.members[name] = _collect_members(overlay, node)
+        result.top_level[name] = node
+    return result
+
+
+def _collect_members(overlay: cst.Module, cls: cst.ClassDef) -> dict[str, cst.CSTNode]:
+    members: dict[str, cst.CSTNode] = {}
+    body = cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ()
+    for index, node in enumerate(body):
+        if index == 0 and _is_docstring(node):
+            raise MergeError(
+                f"overlay class {cls.name.value!r} has a docstring: partial classes carry members only"
+            )
+        name = _definition_name(node)
+        if name is None or isinstance(node, cst.ClassDef):
+            raise MergeError(
+                f"unsupported construct in overlay class {cls.name.value!r}: "
+                f"{_code(overlay, node).strip().splitlines()[0]!r}"
+            )
+        if name in members:
+            raise MergeError(
+                f"overlay defines {cls.name.value}.{name} twice "
+                "(overloads and property setters are not merged)"
+            )
+        members[name] = node
+    return members
+
+
+def _import_entries(node: cst.SimpleStatementLine) -> list[cst.SimpleStatementLine]:
+    """Split an import line into single-name import lines (force-single-line)."""
+    entries: list[cst.SimpleStatementLine] = []
+    for stmt in node.body:
+        if isinstance(stmt, cst.ImportFrom) and isinstance(stmt.names, cst.ImportStar):
+            raise MergeError("unsupported construct in overlay: star import")
+        assert isinstance(stmt, (cst.Import, cst.ImportFrom))
+        names = stmt.names
+        assert not isinstance(names, cst.ImportStar)
+        for alias in names:
+            bare = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            single: cst.Import | cst.ImportFrom
+            if isinstance(stmt, cst.ImportFrom):
+                single = stmt.with_changes(names=[bare], lpar=None, rpar=None)
+            else:
+                single = stmt.with_changes(names=[bare])
+            entries.append(cst.SimpleStatementLine(body=[single]))
+    return entries
+
+
+def _import_key(module: cst.Module, node: cst.SimpleStatementLine) -> tuple[int, str, str]:
+    """Sort key of an import line: isort section, then module, then name, case-folded."""
+    stmt = node.body[0]
+    if isinstance(stmt, cst.ImportFrom):
+        dots = "." * len(stmt.relative)
+        mod = dots + (_code(module, stmt.module) if stmt.module is not None else "")
+        names = stmt.names
+        first = "" if isinstance(names, cst.ImportStar) else _code(module, names[0].name)
+    else:
+        assert isinstance(stmt, cst.Import)
+        mod = _code(module, stmt.names[0].name)
+        first = ""
+    top = mod.split(".")[0]
+    if mod == "__future__":
+        section = _FUTURE
+    elif mod.startswith(".") or top in _LOCAL_PACKAGES:
+        section = _LOCAL
+    elif top in sys.stdlib_module_names:
+        section = _STDLIB
+    else:
+        section = _THIRD_PARTY
+    return (section, mod.lower(), first.lower())
+
+
+def _normalized(module: cst.Module, node: cst.CSTNode) -> str:
+    return _code(module, _without_leading_lines(node)).strip()
+
+
+def _merge_imports(
+    upstream: cst.Module, body: list[cst.CSTNode], overlay_imports: list[cst.SimpleStatementLine]
+) -> tuple[list[cst.CSTNode], list[str]]:
+    """Add the overlay's missing imports to upstream's leading import block."""
+    start = 1 if body and _is_docstring(body[0]) else 0
+    end = start
+    while end < len(body) and _is_import(body[end]):
+        end += 1
+    block = [n for n in body[start:end] if isinstance(n, cst.SimpleStatementLine)]
+    if not block:
+        raise MergeError("upstream module has no import block to merge imports into")
+    present = {_normalized(upstream, n) for n in block}
+    added: list[cst.SimpleStatementLine] = []
+    for line in overlay_imports:
+        for entry in _import_entries(line):
+            text = _normalized(upstream, entry)
+            if text not in present:
+                present.add(text)
+                added.append(entry)
+    if not added:
+        return body, []
+
+    upstream_order = sorted(block, key=lambda n: _import_key(upstream, n))
+    if [id(n) for n in upstream_order] != [id(n) for n in block]:
+        raise MergeError("upstream's import block is not in the isort order the merge assumes")
+    merged = sorted([*block, *added], key=lambda n: _import_key(upstream, n))
+    # The lines above the block (blank line, comments) stay above the block.
+    first_leading = block[0].leading_lines
+    out: list[cst.CSTNode] = []
+    previous_section: int | None = None
+    for node in merged:
+        section = _import_key(upstream, node)[0]
+        own = () if node is block[0] else node.leading_lines
+        comments = [line for line in own if line.comment is not None]
+        if previous_section is None:
+            leading = list(first_leading)
+        elif section != previous_section:
+            leading = [cst.EmptyLine(), *comments]
+        else:
+            leading = comments
+        out.append(node.with_changes(leading_lines=leading))
+        previous_section = section
+    return [*body[:start], *out, *body[end:]], [_normalized(upstream, n) for n in added]
+
+
+def _merge_class(
+    upstream: cst.Module,
+    cls: cst.ClassDef,
+    overlay_cls: cst.ClassDef,
+    members: dict[str, cst.CSTNode],
+    replaced: dict[str, str],
+    added: list[str],
+) -> cst.ClassDef:
+    if overlay_cls.decorators or overlay_cls.bases or overlay_cls.keywords:
+        raise MergeError(
+            f"overlay class {cls.name.value!r} exists upstream: write it bare "
+            f"('class {cls.name.value}:'), its decorators and bases are upstream's"
+        )
+    if not isinstance(cls.body, cst.IndentedBlock):
+        raise MergeError(f"upstream class {cls.name.value!r} has no indented body")
+    body = list(cls.body.body)
+    index_of = {name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None}
+    for name, node in members.items():
+        qualname = f"{cls.name.value}.{name}"
+        if name in index_of:
+            old = body[index_of[name]]
+            if isinstance(node, cst.SimpleStatementLine) and isinstance(node.body[0], cst.AnnAssign):
+                if not isinstance(old, cst.SimpleStatementLine) or not isinstance(old.body[0], cst.AnnAssign):
+                    raise MergeError(f"{qualname}: an annotated attribute may only replace one")
+            replaced[qualname] = fingerprint(_code(upstream, _without_leading_lines(old)))
+            body[index_of[name]] = node.with_changes(leading_lines=old.leading_lines)  # type: ignore[attr-defined]
+        else:
+            if isinstance(node, cst.SimpleStatementLine) and isinstance(node.body[0], cst.AnnAssign):
+                raise MergeError(
+                    f"{qualname}: new annotated class attributes are not merged (they would add dataclass fields)"
+                )
+            body.append(_with_blank_lines(node, 1))
+            added.append(qualname)
+    return cls.with_changes(body=cls.body.with_changes(body=body))
+
+
+def merge(upstream_source: str, overlay_source: str) -> MergeResult:
+    """Merge ``overlay_source`` into ``upstream_source``; see the module docstring."""
+    upstream = cst.parse_module(upstream_source)
+    # Parse the overlay with upstream's config so indentation and newlines match it.
+    overlay = _collect_overlay(
+        cst.parse_module(overlay_source, config=upstream.config_for_parsing)
+    )
+
+    body: list[cst.CSTNode] = list(upstream.body)
+    replaced: dict[str, str] = {}
+    added: list[str] = []
+    positions = {name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None}
+    new_nodes: list[cst.CSTNode] = []
+    for name, node in overlay.top_level.items():
+        if name not in positions:
+            # The overlay's own spacing and comments, but two blank lines before the first.
+            new_nodes.append(node if new_nodes else _with_blank_lines(node, 2))
+            added.append(name)
+            continue
+        old = body[positions[name]]
+        if isinstance(node, cst.ClassDef):
+            if not isinstance(old, cst.ClassDef):
+                raise MergeError(f"overlay class {name!r} would replace a non-class upstream definition")
+            body[positions[name]] = _merge_class(upstream, old, node, overlay.members[name], replaced, added)
+            continue
+        if type(old) is not type(node):
+            raise MergeError(f"overlay {name!r} is not the same kind of definition as upstream's")
+        replaced[name] = fingerprint(_code(upstream, _without_leading_lines(old)))
+        body[positions[name]] = node.with_changes(leading_lines=old.leading_lines)  # type: ignore[attr-defined]
+
+    if new_nodes:
+        first_def = next(
+            (i for i, n in enumerate(body) if isinstance(n, (cst.FunctionDef, cst.ClassDef))), len(body)
+        )
+        body[first_def:first_def] = new_nodes
+
+    body, imports_added = _merge_imports(upstream, body, overlay.imports)
+    merged = _drop_orphaned_imports(upstream, upstream.with_changes(body=body))
+    undefined = undefined_names(merged)
+    if undefined:
+        raise MergeError(f"merged module has undefined names: {', '.join(undefined)}")
+    return MergeResult(code=merged.code, replaced=replaced, added=added, imports_added=imports_added)
+
+
+def without_definitions(overlay_source: str, names: Sequence[str]) -> str:
+    """The overlay less the named definitions (``name`` or ``Class.member``).
+
+    A base release that already has a definition right keeps upstream's own
+    (its "keep" list), so the overlay's version is dropped before merging.
+    """
+    if not names:
+        return overlay_source
+    module = cst.parse_module(overlay_source)
+    wanted = set(names)
+    body: list[cst.CSTNode] = []
+    for node in module.body:
+        name = _definition_name(node)
+        if name in wanted:
+            wanted.discard(name)
+            continue
+        if isinstance(node, cst.ClassDef) and isinstance(node.body, cst.IndentedBlock):
+            members = []
+            for member in node.body.body:
+                qualname = f"{name}.{_definition_name(member)}"
+                if qualname in wanted:
+                    wanted.discard(qualname)
+                else:
+                    members.append(member)
+            if not members:
+                continue
+            node = node.with_changes(body=node.body.with_changes(body=members))
+        body.append(node)
+    if wanted:
+        raise MergeError(f"cannot keep upstream's {', '.join(sorted(wanted))}: the overlay does not define it")
+    return module.with_changes(body=body).code
+
+
+def _unused_import_lines(module: cst.Module) -> set[str]:
+    """Top-level single-name import lines whose name the module never reads."""
+    wrapper = metadata.MetadataWrapper(module, unsafe_skip_copy=True)
+    scopes = wrapper.resolve(metadata.ScopeProvider)
+    global_scope = scopes[module]
+    assert global_scope is not None
+    unused: set[str] = set()
+    for node in module.body:
+        if not _is_import(node):
+            continue
+        assert isinstance(node, cst.SimpleStatementLine)
+        stmt = node.body[0]
+        assert isinstance(stmt, (cst.Import, cst.ImportFrom))
+        if len(node.body) != 1 or isinstance(stmt.names, cst.ImportStar) or len(stmt.names) != 1:
+            continue
+        alias = stmt.names[0]
+        bound = alias.evaluated_alias or alias.evaluated_name
+        if bound == "annotations" and isinstance(stmt, cst.ImportFrom):
+            continue  # from __future__ import annotations
+        assignments = global_scope[bound.split(".")[0]]
+        if assignments and not any(a.references for a in assignments):
+            unused.add(_normalized(module, node))
+    return unused
+
+
+def _drop_orphaned_imports(upstream: cst.Module, merged: cst.Module) -> cst.Module:
+    """Remove upstream imports that only the definitions we replaced used."""
+    orphaned = _unused_import_lines(merged) - _unused_import_lines(upstream)
+    if not orphaned:
+        return merged
+    body = [n for n in merged.body if not (_is_import(n) and _normalized(merged, n) in orphaned)]
+    return merged.with_changes(body=body)
+
+
+def undefined_names(module: cst.Module) -> list[str]:
+    """Names the module reads but never defines, imports or gets from builtins."""
+    wrapper = metadata.MetadataWrapper(module, unsafe_skip_copy=True)
+    scopes = wrapper.resolve(metadata.ScopeProvider)
+    missing: set[str] = set()
+    for scope in set(scopes.values()):
+        if scope is None:
+            continue
+        for access in scope.accesses:
+            name = access.node.value if isinstance(access.node, cst.Name) else None
+            if name and not access.referents and name not in _IGNORED_UNDEFINED:
+                missing.add(name)
+    return sorted(missing)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Merge the overlay into an upstream cacheprovider.py.")
+    parser.add_argument("upstream")
+    parser.add_argument("overlay")
+    parser.add_argument("--write", metavar="OUT", help="write the merged module here instead of stdout")
+    args = parser.parse_args(argv)
+    with open(args.upstream, encoding="utf-8", newline="") as f:
+        upstream_source = f.read()
+    with open(args.overlay, encoding="utf-8", newline="") as f:
+        overlay_source = f.read()
+    try:
+        result = merge(upstream_source, overlay_source)
+    except MergeError as e:
+        print(f"merge failed: {e}", file=sys.stderr)
+        return 1
+    for name, fp in sorted(result.replaced.items()):
+        print(f"replaced {name} (upstream fingerprint {fp})", file=sys.stderr)
+    for name in result.added:
+        print(f"added    {name}", file=sys.stderr)
+    for line in result.imports_added:
+        print(f"import   {line}", file=sys.stderr)
+    if args.write:
+        with open(args.write, "w", encoding="utf-8", newline="") as f:
+            f.write(result.code)
+    else:
+        sys.stdout.write(result.code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
