@@ -32,7 +32,10 @@ import tomllib
 FORK = "fork"
 XDIST_VERSION = "3.8.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROOT = Path(os.environ.get("PYTEST_RACE_MATRIX_CACHE") or Path.home() / ".cache" / "pytest-race-matrix")
+DEFAULT_ROOT = Path(
+    os.environ.get("PYTEST_RACE_MATRIX_CACHE")
+    or Path.home() / ".cache" / "pytest-race-matrix"
+)
 MARKER = "race-matrix-env.json"
 #: Seconds one installer command may take (2 shared cores, cold caches).
 INSTALL_TIMEOUT = 900.0
@@ -77,7 +80,13 @@ def fork_source_hash(repo: Path = REPO_ROOT) -> str:
     digest = hashlib.sha256()
     for top in FORK_SOURCES:
         base = repo / top
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        files = (
+            [base]
+            if base.is_file()
+            else sorted(p for p in base.rglob("*") if p.is_file())
+            if base.is_dir()
+            else []
+        )
         for path in files:
             if "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
@@ -90,7 +99,9 @@ def fork_build_problem(repo: Path = REPO_ROOT) -> str | None:
     """Why the fork cannot be built from ``repo`` yet, or None when it can be tried."""
     pyproject = repo / "pyproject.toml"
     try:
-        build = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {})
+        build = tomllib.loads(pyproject.read_text(encoding="utf-8")).get(
+            "build-system", {}
+        )
     except (OSError, tomllib.TOMLDecodeError) as exc:
         return f"cannot read {pyproject}: {exc}"
     backend = str(build.get("build-backend", ""))
@@ -98,11 +109,15 @@ def fork_build_problem(repo: Path = REPO_ROOT) -> str | None:
     if not backend or not paths:
         return None
     module = backend.split(":")[0].replace(".", "/")
-    candidates = [repo / p / f"{module}.py" for p in paths] + [repo / p / module / "__init__.py" for p in paths]
+    candidates = [repo / p / f"{module}.py" for p in paths] + [
+        repo / p / module / "__init__.py" for p in paths
+    ]
     if any(c.is_file() for c in candidates):
         return None
     missing = candidates[0].relative_to(repo)
-    return FORK_NOT_READY.format(missing=missing, backend=backend, paths=paths, repo=repo)
+    return FORK_NOT_READY.format(
+        missing=missing, backend=backend, paths=paths, repo=repo
+    )
 
 
 def wanted(version: str, *, xdist: str, repo: Path) -> dict[str, str]:
@@ -114,10 +129,17 @@ def wanted(version: str, *, xdist: str, repo: Path) -> dict[str, str]:
     return marker
 
 
-def _run(cmd: Sequence[str], *, what: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+def _run(
+    cmd: Sequence[str],
+    *,
+    what: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
     try:
         done = subprocess.run(
             list(cmd),
+            check=False,
             capture_output=True,
             text=True,
             timeout=INSTALL_TIMEOUT,
@@ -137,7 +159,9 @@ def _run(cmd: Sequence[str], *, what: str, env: dict[str, str] | None = None, cw
 
 def installer_env() -> dict[str, str]:
     """Our environment minus variables that would leak into the env's installs."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
@@ -145,14 +169,27 @@ def installer_env() -> dict[str, str]:
 def create_venv(envdir: Path, *, uv: str | None) -> Path:
     """Create an empty virtual env at ``envdir`` and return its interpreter."""
     if uv:
-        _run([uv, "venv", "--quiet", "--python", sys.executable, str(envdir)], what="uv venv", env=installer_env())
+        _run(
+            [uv, "venv", "--quiet", "--python", sys.executable, str(envdir)],
+            what="uv venv",
+            env=installer_env(),
+        )
     else:
-        _run([sys.executable, "-m", "venv", str(envdir)], what="python -m venv", env=installer_env())
+        _run(
+            [sys.executable, "-m", "venv", str(envdir)],
+            what="python -m venv",
+            env=installer_env(),
+        )
     return env_python(envdir)
 
 
 def pip_install(
-    python: Path, requirements: Sequence[str], *, uv: str | None, reinstall: str | None = None, env: dict[str, str]
+    python: Path,
+    requirements: Sequence[str],
+    *,
+    uv: str | None,
+    reinstall: str | None = None,
+    env: dict[str, str],
 ) -> None:
     """Install ``requirements`` into the env of ``python``; ``reinstall`` names a package to rebuild."""
     if uv:
@@ -169,14 +206,22 @@ def pip_install(
 def pip_check(python: Path, *, uv: str | None) -> None:
     """Fail unless the env's installed distributions have consistent requirements."""
     if uv:
-        _run([uv, "pip", "check", "--quiet", "--python", str(python)], what="uv pip check", env=installer_env())
+        _run(
+            [uv, "pip", "check", "--quiet", "--python", str(python)],
+            what="uv pip check",
+            env=installer_env(),
+        )
     else:
         _run([str(python), "-m", "pip", "check"], what="pip check", env=installer_env())
 
 
 def probe_versions(python: Path) -> dict[str, str]:
     """Versions of pytest and pytest-xdist in the env, and where ``_pytest`` lives."""
-    out = _run([str(python), "-I", "-c", VERSION_PROBE], what="version probe", cwd=python.parent)
+    out = _run(
+        [str(python), "-I", "-c", VERSION_PROBE],
+        what="version probe",
+        cwd=python.parent,
+    )
     result: dict[str, str] = json.loads(out)
     return result
 
@@ -229,17 +274,32 @@ def ensure_env(
         uv = find_uv()
         python = create_venv(envdir, uv=uv)
         if version == FORK:
-            pip_install(python, [str(repo), f"pytest-xdist=={xdist}"], uv=uv, reinstall="pytest", env=installer_env())
+            pip_install(
+                python,
+                [str(repo), f"pytest-xdist=={xdist}"],
+                uv=uv,
+                reinstall="pytest",
+                env=installer_env(),
+            )
         else:
-            pip_install(python, [f"pytest==={version}", f"pytest-xdist=={xdist}"], uv=uv, env=installer_env())
+            pip_install(
+                python,
+                [f"pytest==={version}", f"pytest-xdist=={xdist}"],
+                uv=uv,
+                env=installer_env(),
+            )
         pip_check(python, uv=uv)
         got = probe_versions(python)
         if got["pytest-xdist"] != xdist:
-            raise EnvError(f"{version}: pytest-xdist {got['pytest-xdist']} installed, wanted {xdist}")
+            raise EnvError(
+                f"{version}: pytest-xdist {got['pytest-xdist']} installed, wanted {xdist}"
+            )
         if version != FORK and got["pytest"] != version:
             raise EnvError(f"{version}: pytest {got['pytest']} installed instead")
         if not Path(got["_pytest"]).resolve().is_relative_to(envdir.resolve()):
-            raise EnvError(f"{version}: _pytest imports from {got['_pytest']}, outside the env")
+            raise EnvError(
+                f"{version}: _pytest imports from {got['_pytest']}, outside the env"
+            )
         want.update(installed=got["pytest"], installer="uv" if uv else "pip")
         tmp = envdir / (MARKER + ".tmp")
         tmp.write_text(json.dumps(want, indent=2), encoding="utf-8")
@@ -257,8 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     """Build (or reuse) the envs named on the command line and print their interpreters."""
     parser = argparse.ArgumentParser(description="Build or reuse cached pytest envs.")
     parser.add_argument("versions", nargs="+", help="pytest releases, or 'fork'")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="cache directory (default: %(default)s)")
-    parser.add_argument("--xdist", default=XDIST_VERSION, help="pytest-xdist version (default: %(default)s)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help="cache directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--xdist",
+        default=XDIST_VERSION,
+        help="pytest-xdist version (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     status = 0
     for version in args.versions:

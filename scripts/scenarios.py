@@ -507,9 +507,14 @@ class PytestRun:
         """Outcome counts from pytest's final summary line ("2 passed, 1 error")."""
         for line in reversed(self.output.splitlines()):
             if re.search(r" in \d+(\.\d+)?s\b", line) and re.search(r"\d+ \w+", line):
-                pairs = re.findall(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)", line)
+                pairs = re.findall(
+                    r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)", line
+                )
                 if pairs:
-                    return {word.rstrip("s") if word.startswith("error") else word: int(n) for n, word in pairs}
+                    return {
+                        word.rstrip("s") if word.startswith("error") else word: int(n)
+                        for n, word in pairs
+                    }
         return {}
 
     def found(self, needles: Iterable[str]) -> list[str]:
@@ -534,7 +539,9 @@ class Findings:
 
     def outcome(self) -> Outcome:
         """Bad if any problem; else error if the race was not forced; else good."""
-        verdict: Verdict = "bad" if self.problems else "error" if self.errors else "good"
+        verdict: Verdict = (
+            "bad" if self.problems else "error" if self.errors else "good"
+        )
         detail = "; ".join([*self.problems, *self.errors, *self.notes]) or "ok"
         return Outcome(verdict, detail)
 
@@ -554,9 +561,14 @@ class Findings:
 
     def check_barriers(self, workdir: Path) -> None:
         """Report every barrier that timed out: the interleaving was not forced."""
-        timeouts = sorted(n for n in _barrier_names(workdir) if n.startswith("TIMEOUT-"))
+        timeouts = sorted(
+            n for n in _barrier_names(workdir) if n.startswith("TIMEOUT-")
+        )
         if timeouts:
-            self.errors.append("barrier timed out: " + ", ".join(t[len("TIMEOUT-") :] for t in timeouts))
+            self.errors.append(
+                "barrier timed out: "
+                + ", ".join(t[len("TIMEOUT-") :] for t in timeouts)
+            )
 
 
 def _barrier_names(workdir: Path) -> list[str]:
@@ -590,7 +602,11 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     ``PYTEST_*`` (autoload switch, addopts, an outer xdist worker's id) and
     ``PYTHONPATH`` (which could shadow the env's pytest) are dropped.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_CORE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "COV_CORE_"))
+    }
     env.pop("PYTHONPATH", None)
     env["PY_COLORS"] = "0"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -618,7 +634,10 @@ def start_pytest(
 ) -> _Started:
     """Start ``python -m pytest args`` in ``cwd`` in its own process group."""
     log = cwd / f"output-{label}.txt"
-    extra = {"SCENARIO_BARRIER_TIMEOUT": str(ctx.barrier_timeout), "SCENARIO_KILLED_EXIT": str(KILLED_EXIT)}
+    extra = {
+        "SCENARIO_BARRIER_TIMEOUT": str(ctx.barrier_timeout),
+        "SCENARIO_KILLED_EXIT": str(KILLED_EXIT),
+    }
     extra.update(env or {})
     with log.open("wb") as out:
         popen = subprocess.Popen(
@@ -659,8 +678,17 @@ def finish(started: Sequence[_Started], timeout: float) -> list[PytestRun]:
         if late:
             _kill_group(s)
     if late:
-        raise StepTimeout(f"{', '.join(late)} still running after {timeout:.0f}s (killed)")
-    return [PytestRun(s.label, s.popen.returncode, s.log.read_text(encoding="utf-8", errors="replace")) for s in started]
+        raise StepTimeout(
+            f"{', '.join(late)} still running after {timeout:.0f}s (killed)"
+        )
+    return [
+        PytestRun(
+            s.label,
+            s.popen.returncode,
+            s.log.read_text(encoding="utf-8", errors="replace"),
+        )
+        for s in started
+    ]
 
 
 def run_pytest(
@@ -673,20 +701,28 @@ def run_pytest(
     umask: int = -1,
 ) -> PytestRun:
     """Run one pytest subprocess to completion (bounded by ``ctx.timeout``)."""
-    started = start_pytest(ctx, label, args, cwd=cwd or ctx.workdir, env=env, umask=umask)
+    started = start_pytest(
+        ctx, label, args, cwd=cwd or ctx.workdir, env=env, umask=umask
+    )
     return finish([started], ctx.timeout)[0]
 
 
 def run_mkdir_race(ctx: RunContext) -> Outcome:
     """#12381: N xdist workers create the cache dir at once; the loser must not fail."""
     n = ctx.workers
-    write_project(ctx.workdir, {"conftest.py": MKDIR_RACE_CONFTEST, "test_race.py": MKDIR_RACE_TESTS})
+    write_project(
+        ctx.workdir,
+        {"conftest.py": MKDIR_RACE_CONFTEST, "test_race.py": MKDIR_RACE_TESTS},
+    )
     run = run_pytest(ctx, f"n{n}", ["-n", str(n)], env={"SCENARIO_WORKERS": str(n)})
     f = Findings()
     f.check_run(run)
     counts = run.counts()
     if counts.get("passed") != 2 * n or set(counts) - {"passed"}:
-        f.problems.append("outcomes " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "unknown"))
+        f.problems.append(
+            "outcomes "
+            + (", ".join(f"{v} {k}" for k, v in counts.items()) or "unknown")
+        )
     f.check_leftovers(ctx.workdir)
     f.check_barriers(ctx.workdir)
     arrived = barrier_ids(ctx.workdir, "arrive-")
@@ -699,10 +735,20 @@ def run_mkdir_race(ctx: RunContext) -> Outcome:
         # A release whose cache.mkdir() never writes them (8.1.x, #12167) lacks them
         # without any race: only a difference from a serial control run counts.
         control = ctx.workdir / "serial-control"
-        write_project(control, {"conftest.py": MKDIR_RACE_CONFTEST, "test_race.py": MKDIR_RACE_TESTS})
-        serial = run_pytest(ctx, "serial", [], cwd=control, env={"SCENARIO_WORKERS": "1"})
-        if missing_supporting_files(control / ".pytest_cache") == missing and serial.returncode == 0:
-            f.notes.append(f"{', '.join(missing)} missing even serially (#12167, not a race)")
+        write_project(
+            control,
+            {"conftest.py": MKDIR_RACE_CONFTEST, "test_race.py": MKDIR_RACE_TESTS},
+        )
+        serial = run_pytest(
+            ctx, "serial", [], cwd=control, env={"SCENARIO_WORKERS": "1"}
+        )
+        if (
+            missing_supporting_files(control / ".pytest_cache") == missing
+            and serial.returncode == 0
+        ):
+            f.notes.append(
+                f"{', '.join(missing)} missing even serially (#12167, not a race)"
+            )
         else:
             f.problems.append(f"missing after the race: {', '.join(missing)}")
     return f.outcome()
@@ -721,10 +767,14 @@ def run_permissions(ctx: RunContext) -> Outcome:
         if not value.is_file():
             f.problems.append(f"umask {umask:03o}: no value file")
             continue
-        got_dir, got_file = cachedir.stat().st_mode & 0o777, value.stat().st_mode & 0o777
+        got_dir, got_file = (
+            cachedir.stat().st_mode & 0o777,
+            value.stat().st_mode & 0o777,
+        )
         if (got_dir, got_file) != (dir_mode, file_mode):
             f.problems.append(
-                f"umask {umask:03o}: dir {got_dir:04o} (want {dir_mode:04o}), value {got_file:04o} (want {file_mode:04o})"
+                f"umask {umask:03o}: dir {got_dir:04o} (want {dir_mode:04o}),"
+                f" value {got_file:04o} (want {file_mode:04o})"
             )
         else:
             f.notes.append(f"umask {umask:03o}: {got_dir:04o}/{got_file:04o}")
@@ -735,7 +785,11 @@ def run_torn_read(ctx: RunContext) -> Outcome:
     """A reader in another process reads a value while it is half rewritten."""
     write_project(
         ctx.workdir,
-        {"conftest.py": TORN_READ_CONFTEST, "test_writer.py": TORN_READ_WRITER, "test_reader.py": TORN_READ_READER},
+        {
+            "conftest.py": TORN_READ_CONFTEST,
+            "test_writer.py": TORN_READ_WRITER,
+            "test_reader.py": TORN_READ_READER,
+        },
     )
     writer = start_pytest(ctx, "writer", ["test_writer.py"], cwd=ctx.workdir)
     reader = start_pytest(ctx, "reader", ["test_reader.py"], cwd=ctx.workdir)
@@ -763,8 +817,13 @@ def run_torn_read(ctx: RunContext) -> Outcome:
 
 def run_cache_clear_late_worker(ctx: RunContext) -> Outcome:
     """#6670: a replacement worker must not re-run ``--cache-clear`` mid-session."""
-    write_project(ctx.workdir, {"conftest.py": LATE_WORKER_CONFTEST, "test_late.py": LATE_WORKER_TESTS})
-    run = run_pytest(ctx, "late", ["--cache-clear", "-n", "2", "--max-worker-restart=2"])
+    write_project(
+        ctx.workdir,
+        {"conftest.py": LATE_WORKER_CONFTEST, "test_late.py": LATE_WORKER_TESTS},
+    )
+    run = run_pytest(
+        ctx, "late", ["--cache-clear", "-n", "2", "--max-worker-restart=2"]
+    )
     f = Findings()
     f.check_run(run, expect_exit=None)
     for needle in run.found(["rm_rf"]):
@@ -774,12 +833,22 @@ def run_cache_clear_late_worker(ctx: RunContext) -> Outcome:
     f.check_barriers(ctx.workdir)
     configured = barrier_ids(ctx.workdir, "configured-")
     crashed = barrier_ids(ctx.workdir, "crashing-")
-    if not crashed or "replacing crashed worker" not in run.output or len(configured) < 3:
-        f.errors.append(f"no replacement worker ({len(configured)} worker processes, crash: {bool(crashed)})")
+    if (
+        not crashed
+        or "replacing crashed worker" not in run.output
+        or len(configured) < 3
+    ):
+        f.errors.append(
+            f"no replacement worker ({len(configured)} worker processes, crash: {bool(crashed)})"
+        )
     if (ctx.workdir / ".pytest_cache" / "v" / "scenario" / "kept").is_file():
-        f.notes.append(f"value kept across a replacement worker ({len(configured)} worker processes)")
+        f.notes.append(
+            f"value kept across a replacement worker ({len(configured)} worker processes)"
+        )
     else:
-        f.problems.append("value written before the crash was wiped by the replacement worker")
+        f.problems.append(
+            "value written before the crash was wiped by the replacement worker"
+        )
     return f.outcome()
 
 
@@ -787,7 +856,10 @@ def run_crash_leftovers(ctx: RunContext) -> Outcome:
     """A process killed while publishing the cache dir or replacing a value, then a rerun."""
     f = Findings()
     project = ctx.workdir
-    write_project(project, {"conftest.py": CRASH_CONFTEST, "test_crash.py": CRASH_TESTS})
+    write_project(
+        project, {"conftest.py": CRASH_CONFTEST, "test_crash.py": CRASH_TESTS}
+    )
+    seen: set[Path] = set()
     for phase in ("publish", "set"):
         killed = run_pytest(ctx, f"kill-{phase}", [], env={"SCENARIO_KILL": phase})
         fired = bool(barrier_ids(project, f"killed-{phase}"))
@@ -798,12 +870,15 @@ def run_crash_leftovers(ctx: RunContext) -> Outcome:
             note = f"{phase}: no rename to kill"
         rerun = run_pytest(ctx, f"rerun-{phase}", [])
         f.check_run(rerun)
-        found = leftovers(project)
+        found = [p for p in leftovers(project) if p not in seen]
+        seen.update(found)
         if found:
             names = ", ".join(str(p.relative_to(project)) for p in found[:3])
-            f.problems.append(f"{note}, {len(found)} leftover(s) after the rerun: {names}")
+            f.problems.append(
+                f"{note}, {len(found)} new leftover(s) after the rerun: {names}"
+            )
         else:
-            f.notes.append(f"{note}, nothing left after the rerun")
+            f.notes.append(f"{note}, nothing new left after the rerun")
     return f.outcome()
 
 
@@ -811,10 +886,18 @@ def run_lastfailed_lost_update(ctx: RunContext) -> Outcome:
     """#6423: two overlapping sessions must both keep their failure in lastfailed."""
     write_project(
         ctx.workdir,
-        {"conftest.py": LASTFAILED_CONFTEST, "test_a.py": LASTFAILED_TEST_A, "test_b.py": LASTFAILED_TEST_B},
+        {
+            "conftest.py": LASTFAILED_CONFTEST,
+            "test_a.py": LASTFAILED_TEST_A,
+            "test_b.py": LASTFAILED_TEST_B,
+        },
     )
-    b = start_pytest(ctx, "B", ["test_b.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "B"})
-    a = start_pytest(ctx, "A", ["test_a.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "A"})
+    b = start_pytest(
+        ctx, "B", ["test_b.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "B"}
+    )
+    a = start_pytest(
+        ctx, "A", ["test_a.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "A"}
+    )
     f = Findings()
     for run in finish([a, b], ctx.timeout):
         f.check_run(run, expect_exit=1)
@@ -845,7 +928,10 @@ def _count_cache_calls(ctx: RunContext) -> int:
         if key in _calibration:
             return _calibration[key]
     project = ctx.workdir / "calibrate"
-    write_project(project, {"conftest.py": KILL_RANDOM_CONFTEST, "test_kill.py": KILL_RANDOM_TESTS})
+    write_project(
+        project,
+        {"conftest.py": KILL_RANDOM_CONFTEST, "test_kill.py": KILL_RANDOM_TESTS},
+    )
     run = run_pytest(ctx, "calibrate", [], cwd=project)
     counts = barrier_ids(project, "fs-calls-")
     if run.returncode != 0 or not counts:
@@ -861,12 +947,19 @@ def run_kill_random(ctx: RunContext) -> Outcome:
     total = _count_cache_calls(ctx)
     kill_at = ctx.rng.randint(1, total)
     project = ctx.workdir / "trial"
-    write_project(project, {"conftest.py": KILL_RANDOM_CONFTEST, "test_kill.py": KILL_RANDOM_TESTS})
+    write_project(
+        project,
+        {"conftest.py": KILL_RANDOM_CONFTEST, "test_kill.py": KILL_RANDOM_TESTS},
+    )
     run_pytest(ctx, "killed", [], cwd=project, env={"SCENARIO_KILL_AT": str(kill_at)})
     where = barrier_ids(project, "killed-")
     f = Findings()
-    f.notes.append(f"killed at {where.pop() if where else 'nothing (' + str(kill_at) + ')'} of {total}")
-    rerun = run_pytest(ctx, "rerun", [], cwd=project, env={"SCENARIO_TOKEN": f"t{kill_at}"})
+    f.notes.append(
+        f"killed at {where.pop() if where else 'nothing (' + str(kill_at) + ')'} of {total}"
+    )
+    rerun = run_pytest(
+        ctx, "rerun", [], cwd=project, env={"SCENARIO_TOKEN": f"t{kill_at}"}
+    )
     f.check_run(rerun)
     if rerun.counts() != {"passed": 1}:
         f.problems.append("set/get round trip failed after the rerun")
@@ -880,20 +973,53 @@ def run_kill_random(ctx: RunContext) -> Outcome:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("mkdir-race", "#12381", "xdist workers create the cache dir at once", run_mkdir_race),
-        Scenario("permissions", "#12308", "cache dir and value modes follow the umask", run_permissions),
-        Scenario("torn-read", "#12410", "a reader sees a value half rewritten", run_torn_read),
         Scenario(
-            "cache-clear-late-worker", "#6670", "a replacement worker re-runs --cache-clear", run_cache_clear_late_worker
+            "mkdir-race",
+            "#12381",
+            "xdist workers create the cache dir at once",
+            run_mkdir_race,
         ),
-        Scenario("crash-leftovers", "", "a kill while publishing leaves temp dirs forever", run_crash_leftovers),
-        Scenario("lastfailed-lost-update", "#6423", "overlapping sessions overwrite lastfailed", run_lastfailed_lost_update),
-        Scenario("kill-random", "", "a kill at a random cache write, then a rerun", run_kill_random, in_matrix=False),
+        Scenario(
+            "permissions",
+            "#12308",
+            "cache dir and value modes follow the umask",
+            run_permissions,
+        ),
+        Scenario(
+            "torn-read", "#12410", "a reader sees a value half rewritten", run_torn_read
+        ),
+        Scenario(
+            "cache-clear-late-worker",
+            "#6670",
+            "a replacement worker re-runs --cache-clear",
+            run_cache_clear_late_worker,
+        ),
+        Scenario(
+            "crash-leftovers",
+            "",
+            "a kill while publishing leaves temp dirs forever",
+            run_crash_leftovers,
+        ),
+        Scenario(
+            "lastfailed-lost-update",
+            "#6423",
+            "overlapping sessions overwrite lastfailed",
+            run_lastfailed_lost_update,
+        ),
+        Scenario(
+            "kill-random",
+            "",
+            "a kill at a random cache write, then a rerun",
+            run_kill_random,
+            in_matrix=False,
+        ),
     )
 }
 
 #: The scenarios of the matrix (and bisect's choices), in table order.
-MATRIX_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if s.in_matrix)
+MATRIX_SCENARIOS: tuple[str, ...] = tuple(
+    name for name, s in SCENARIOS.items() if s.in_matrix
+)
 
 
 def run_scenario(
@@ -916,11 +1042,13 @@ def run_scenario(
     workdir = workdir.absolute()
     if workdir.exists() and any(workdir.iterdir()):
         return Outcome("error", f"work dir {workdir} is not empty")
-    ctx = RunContext(python, workdir, timeout, barrier_timeout, workers, random.Random(seed))
+    ctx = RunContext(
+        python, workdir, timeout, barrier_timeout, workers, random.Random(seed)
+    )
     try:
         return scenario.runner(ctx)
     except ScenarioError as exc:
         return Outcome("error", f"harness: {exc}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (a harness bug is "error", never "bad")
         traceback.print_exc()
         return Outcome("error", f"harness crashed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,992 @@
+"""Benchmark the race-free fork against stock pytest of the same base release.
+
+Run by a developer (``python scripts/bench.py`` or ``tox -e bench``) after any change
+to the overlay or the build, and before the README's figures are refreshed; ``--quick``
+is the smoke version (under 5 minutes on 2 cores). It builds or reuses two envs with
+``scripts/envs.py``: the fork and stock ``pytest===<base>``, both with pytest-xdist
+3.8.0, in a root of their own (``--env-root``) so that other tools rebuilding their
+envs never pull one out from under a running benchmark.
+
+Every measurement runs the two envs alternately (fork, stock, fork, stock ...) after
+one unmeasured warm-up pair, in separate but identical project copies, and reports
+the medians and the ratio fork/stock of the medians:
+
+* ``suite-run``: wall time of whole pytest processes on a generated 2,000-test
+  project (a session fixture using ``cache.mkdir`` and ``cache.set``, a few
+  failures), fresh cache then ``--lf``, single process and ``-n 4``;
+* ``set-throughput``: ``Cache.set`` of a small value, operations per second,
+  timed inside a pytest session (same key again and again, and new keys);
+* ``lastfailed-100k``: 100,000 lastfailed entries on disk, a run that changes a
+  few: the session end (``pytest_sessionfinish`` and ``pytest_unconfigure``,
+  timed by outermost hook wrappers), the session start and the whole process;
+* ``creation-race``: 2, 8, 32 and 64 plain pytest processes started together on
+  a fresh directory, released by a file barrier to call ``config.cache.mkdir`` at
+  the same moment: failed creators and time from launch to the first test.
+
+The shared machine makes single timings noisy: check ``uptime`` first, rerun when
+it is quiet, and trust ratios more than absolute figures. Progress goes to
+stderr, a markdown table to stdout, everything to ``--json``; ``--chart`` draws
+the creation race as an SVG (also from an earlier JSON with ``--from-json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import dataclasses
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from xml.sax.saxutils import escape
+
+import envs
+import scenarios
+
+
+FORK = envs.FORK
+STOCK = "stock"
+#: Order of the envs inside a round: the alternation A B A B ...
+ORDER = (FORK, STOCK)
+DEFAULT_BASE = "8.2.0"
+DEFAULT_ENV_ROOT = Path(os.environ.get("PYTEST_BENCH_ENVS") or envs.DEFAULT_ROOT.parent / "pytest-bench-envs")
+NAMES = ("suite-run", "set-throughput", "lastfailed-100k", "creation-race")
+#: Seconds one pytest process (or one group of racing creators) may take.
+RUN_TIMEOUT = 600.0
+#: Seconds a racing creator waits at the barrier for the others.
+BARRIER_TIMEOUT = 180.0
+RACE_WORKERS = (2, 8, 32, 64)
+SUITE_FILES = 20
+SUITE_TESTS_PER_FILE = 100
+SUITE_FAILING = (7, 345, 1001, 1502, 1999)
+LASTFAILED_ENTRIES = 100_000
+LASTFAILED_TESTS = 20
+#: Tests that failed before the timed run (they pass now) and tests that fail in it.
+LASTFAILED_WERE_FAILING = (0, 1, 2, 3, 4)
+LASTFAILED_NOW_FAILING = (5, 6)
+#: Targets of issue 7: (comparison, bound, noise band) on the ratio fork/stock.
+TARGETS: dict[str, tuple[str, float, float]] = {
+    "suite-run": ("<=", 1.00, 0.02),
+    "set-throughput": (">=", 1.30, 0.0),
+    "lastfailed-100k": ("<=", 1.10, 0.0),
+}
+#: The creation-race target: no failed creator on the fork at this many workers.
+RACE_TARGET_WORKERS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How much work each benchmark does."""
+
+    suite_rounds: int
+    set_rounds: int
+    lastfailed_rounds: int
+    race_trials: int
+    set_ops: int
+    set_batches: int
+    race_workers: tuple[int, ...] = RACE_WORKERS
+
+
+QUICK = Settings(suite_rounds=2, set_rounds=3, lastfailed_rounds=3, race_trials=1, set_ops=1000, set_batches=3)
+FULL = Settings(suite_rounds=5, set_rounds=7, lastfailed_rounds=7, race_trials=3, set_ops=2000, set_batches=5)
+
+
+class BenchError(Exception):
+    """A benchmark could not run or produced output that makes its figure meaningless."""
+
+
+@dataclasses.dataclass
+class Result:
+    """One figure: the medians of both envs, their samples and anything else worth keeping."""
+
+    name: str
+    unit: str
+    fork: float
+    stock: float
+    variant: str = ""
+    extra: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return compute_ratio(self.fork, self.stock)
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "name": self.name,
+            "variant": self.variant,
+            "fork": round(self.fork, 6),
+            "stock": round(self.stock, 6),
+            "unit": self.unit,
+            "ratio": None if self.ratio is None else round(self.ratio, 4),
+        }
+        data.update(self.extra)
+        data["target_met"] = target_met(data)
+        return data
+
+
+def compute_ratio(fork: float, stock: float) -> float | None:
+    """The ratio fork/stock, or None when it has no meaning (stock zero, a value not finite)."""
+    if stock == 0 or not math.isfinite(fork) or not math.isfinite(stock):
+        return None
+    return fork / stock
+
+
+def median(values: Iterable[float]) -> float:
+    """The median of ``values`` (NaN for none, so that an empty figure shows up as such)."""
+    data = list(values)
+    return statistics.median(data) if data else math.nan
+
+
+def paired_ratio_spread(fork: Sequence[float], stock: Sequence[float]) -> tuple[float, float] | None:
+    """Lowest and highest ratio of the fork/stock pairs of the same round (None without pairs)."""
+    ratios = [r for f, s in zip(fork, stock, strict=False) if (r := compute_ratio(f, s)) is not None]
+    return (min(ratios), max(ratios)) if ratios else None
+
+
+def target_met(entry: Mapping[str, object]) -> bool | None:
+    """Whether a result entry (as in the JSON) meets issue 7's target; None if it has none.
+
+    Ratio targets allow their noise band (``suite-run``: 1.00 within 2%). The
+    creation race is judged at 64 workers only: no failed creator on the fork.
+    """
+    name = entry.get("name")
+    if name == "creation-race":
+        if entry.get("workers") != RACE_TARGET_WORKERS:
+            return None
+        return entry.get("fork_failures") == 0
+    if not isinstance(name, str) or name not in TARGETS:
+        return None
+    ratio = entry.get("ratio")
+    if not isinstance(ratio, (int, float)):
+        return None
+    op, bound, band = TARGETS[name]
+    return ratio <= bound + band if op == "<=" else ratio >= bound - band
+
+
+def result_from_samples(
+    name: str, unit: str, samples: Mapping[str, Sequence[float]], *, variant: str = "", **extra: object
+) -> Result:
+    """A :class:`Result` with the medians of ``samples`` (per env) and the samples kept."""
+    fork, stock = list(samples[FORK]), list(samples[STOCK])
+    info: dict[str, object] = {"rounds": min(len(fork), len(stock))}
+    spread = paired_ratio_spread(fork, stock)
+    if spread is not None:
+        info["ratio_range"] = [round(spread[0], 4), round(spread[1], 4)]
+    info["fork_samples"] = [round(v, 6) for v in fork]
+    info["stock_samples"] = [round(v, 6) for v in stock]
+    info.update(extra)
+    return Result(name, unit, median(fork), median(stock), variant, info)
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- projects
+
+SUITE_CONFTEST = """\
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bench_uses_the_cache(request):
+    cache = request.config.cache
+    data = cache.mkdir("bench-suite")
+    (data / ("worker-%s" % os.environ.get("PYTEST_XDIST_WORKER", "main"))).write_text("x")
+    seen = cache.get("bench/suite", {"sessions": 0})
+    cache.set("bench/suite", {"sessions": seen["sessions"] + 1, "pid": os.getpid()})
+    yield
+"""
+
+SET_TEST = """\
+import json
+import os
+import time
+
+
+def _rate(cache, keys, value):
+    start = time.perf_counter()
+    for key in keys:
+        cache.set(key, value)
+    return len(keys) / (time.perf_counter() - start)
+
+
+def test_set_throughput(request):
+    cache = request.config.cache
+    ops = int(os.environ["BENCH_SET_OPS"])
+    batches = int(os.environ["BENCH_SET_BATCHES"])
+    value = {"answer": 42, "items": [1, 2, 3], "name": "bench"}
+    cache.set("bench/warm-up", value)
+    rates = {"overwrite": [], "new-key": []}
+    for batch in range(batches):
+        rates["overwrite"].append(_rate(cache, ["bench/value"] * ops, value))
+        keys = ["bench/new/%d-%d" % (batch, i) for i in range(ops)]
+        rates["new-key"].append(_rate(cache, keys, value))
+    with open(os.environ["BENCH_OUT"], "w") as f:
+        json.dump(rates, f)
+"""
+
+#: Outermost wrappers around the hooks where the cache plugin reads (session
+#: start) and writes (session finish) lastfailed, and sweeps (unconfigure).
+LASTFAILED_CONFTEST = """\
+import json
+import os
+import time
+
+import pytest
+
+TIMES = {}
+
+
+def _timed(name):
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def hook(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            TIMES[name] = TIMES.get(name, 0.0) + time.perf_counter() - start
+            if name == "unconfigure":
+                with open(os.environ["BENCH_OUT"], "w") as f:
+                    json.dump(TIMES, f)
+
+    return hook
+
+
+pytest_sessionstart = _timed("sessionstart")
+pytest_sessionfinish = _timed("sessionfinish")
+pytest_unconfigure = _timed("unconfigure")
+"""
+
+LASTFAILED_TEST = """\
+import pytest
+
+NOW_FAILING = {now_failing!r}
+
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_case(i):
+    assert i not in NOW_FAILING
+"""
+
+#: Every creator announces itself in ``barrier/``, waits until all have, then
+#: creates the cache; it records when and how that went in ``results/``.
+RACE_CONFTEST = """\
+import json
+import os
+from pathlib import Path
+import time
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+CREATORS = int(os.environ["BENCH_CREATORS"])
+ME = os.environ["BENCH_CREATOR_ID"]
+TIMEOUT = float(os.environ["BENCH_BARRIER_TIMEOUT"])
+
+
+def _wait_for_everyone():
+    barrier = HERE / "barrier"
+    (barrier / ME).touch()
+    deadline = time.monotonic() + TIMEOUT
+    while len(os.listdir(barrier)) < CREATORS:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _create_the_cache(request):
+    released = _wait_for_everyone()
+    start = time.time()
+    error = None
+    try:
+        request.config.cache.mkdir("bench-race")
+    except Exception as exc:
+        error = "%s: %s" % (type(exc).__name__, exc)
+    first_test = time.time()
+    record = {"released": released, "mkdir": first_test - start, "first_test": first_test, "error": error}
+    (HERE / "results" / (ME + ".json")).write_text(json.dumps(record))
+    if error is not None:
+        pytest.fail("cache.mkdir failed: " + error)
+    yield
+"""
+
+RACE_TEST = """\
+import pytest
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_after_the_cache_exists(i):
+    pass
+"""
+
+
+def suite_test_file(index: int) -> str:
+    """Test module ``index`` of the suite project: plain functions, a few failing."""
+    lines = []
+    for i in range(SUITE_TESTS_PER_FILE):
+        number = index * SUITE_TESTS_PER_FILE + i
+        body = "assert 0, 'planted failure'" if number in SUITE_FAILING else "pass"
+        lines += [f"def test_{number:04d}():", f"    {body}", "", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_files(directory: Path, files: Mapping[str, str]) -> Path:
+    """Write a project: a ``pytest.ini`` that pins the rootdir, and ``files``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pytest.ini").write_text(scenarios.PYTEST_INI, encoding="utf-8")
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+def suite_files() -> dict[str, str]:
+    """The 2,000-test project."""
+    files = {f"test_suite_{i:02d}.py": suite_test_file(i) for i in range(SUITE_FILES)}
+    files["conftest.py"] = SUITE_CONFTEST
+    return files
+
+
+def lastfailed_files() -> dict[str, str]:
+    """The small project whose run changes a few of the 100,000 lastfailed entries."""
+    test = LASTFAILED_TEST.format(now_failing=set(LASTFAILED_NOW_FAILING), tests=LASTFAILED_TESTS)
+    return {"conftest.py": LASTFAILED_CONFTEST, "test_lastfailed.py": test}
+
+
+def lastfailed_seed(entries: int = LASTFAILED_ENTRIES) -> dict[str, bool]:
+    """What ``cache/lastfailed`` holds before the timed run: ``entries`` others plus ours."""
+    seed = {f"tests/gen/test_mod{i // 100:04d}.py::test_case_{i:06d}": True for i in range(entries)}
+    for i in LASTFAILED_WERE_FAILING:
+        seed[f"test_lastfailed.py::test_case[{i}]"] = True
+    return seed
+
+
+def lastfailed_expected(seed: Mapping[str, bool]) -> set[str]:
+    """The keys ``cache/lastfailed`` must hold after the run (stock and fork alike)."""
+    keys = {k for k in seed if not k.startswith("test_lastfailed.py::")}
+    return keys | {f"test_lastfailed.py::test_case[{i}]" for i in LASTFAILED_NOW_FAILING}
+
+
+# --------------------------------------------------------------------------- running
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment minus anything that would change what pytest does or loads.
+
+    Unlike the race scenarios, bytecode is written: after the warm-up both envs
+    start from cached ``.pyc`` files, as a developer's pytest does.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_CORE_"))}
+    for name in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    env["PY_COLORS"] = "0"
+    env.update(extra or {})
+    return env
+
+
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """A finished pytest process."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+
+def run_pytest(python: Path, args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> Completed:
+    """Run ``python -m pytest args`` in ``cwd`` and time the whole process."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [str(python), "-m", "pytest", *args],
+            cwd=cwd,
+            env=child_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"pytest {' '.join(args)} in {cwd}: still running after {RUN_TIMEOUT:.0f}s") from exc
+    seconds = time.perf_counter() - start
+    return Completed(done.returncode, done.stdout.decode("utf-8", "replace"), seconds)
+
+
+def expect(done: Completed, *, returncode: int, summary: str, what: str) -> None:
+    """Refuse a run whose exit status or summary line is not what the project must give."""
+    if done.returncode != returncode or not re.search(summary, done.output):
+        tail = "\n".join(done.output.strip().splitlines()[-15:])
+        raise BenchError(f"{what}: exit {done.returncode}, wanted {returncode} and /{summary}/:\n{tail}")
+
+
+def alternate(
+    what: str, rounds: int, measure: Callable[[str], float], *, unit: str, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Measure fork, stock, fork, stock ... for ``rounds`` rounds after one warm-up pair."""
+    samples: dict[str, list[float]] = {FORK: [], STOCK: []}
+    if warmup:
+        for env in ORDER:
+            measure(env)
+    for n in range(1, rounds + 1):
+        for env in ORDER:
+            samples[env].append(measure(env))
+        fork, stock = samples[FORK][-1], samples[STOCK][-1]
+        progress(f"{what}: round {n}/{rounds}: fork {fork:.4g} {unit}, stock {stock:.4g} {unit}")
+    return samples
+
+
+class Bench:
+    """The two envs, a scratch directory and the settings: runs each benchmark."""
+
+    def __init__(self, pythons: Mapping[str, Path], workdir: Path, settings: Settings) -> None:
+        self.pythons = dict(pythons)
+        self.workdir = workdir
+        self.settings = settings
+
+    def project(self, kind: str, env: str, files: Mapping[str, str]) -> Path:
+        """The project copy of ``env`` for benchmark ``kind`` (written on first use)."""
+        directory = self.workdir / kind / env
+        if not directory.is_dir():
+            write_files(directory, files)
+        return directory
+
+    # ---------------------------------------------------------------- suite-run
+
+    def suite_run(self) -> list[Result]:
+        """Whole-process time of the 2,000-test project: fresh cache, then ``--lf``."""
+        files = suite_files()
+        total = SUITE_FILES * SUITE_TESTS_PER_FILE
+        failed = len(SUITE_FAILING)
+        results = []
+        for workers in (None, 4):
+            xdist = [] if workers is None else ["-n", str(workers)]
+            label = "1 process" if workers is None else f"-n {workers}"
+            for lf in (False, True):
+                variant = f"{'--lf' if lf else 'full'}, {label}"
+
+                def measure(env: str, lf: bool = lf, xdist: list[str] = xdist, variant: str = variant) -> float:
+                    project = self.project("suite", env, files)
+                    if not lf:
+                        shutil.rmtree(project / ".pytest_cache", ignore_errors=True)
+                    else:
+                        self._ensure_lastfailed(env, project)
+                    args = ["-q", *xdist, *(["--lf"] if lf else [])]
+                    done = run_pytest(self.pythons[env], args, cwd=project)
+                    summary = rf"\b{failed} failed" + ("" if lf else rf", {total - failed} passed")
+                    expect(done, returncode=1, summary=summary, what=f"suite-run {variant} ({env})")
+                    return done.seconds
+
+                progress(f"suite-run: {variant}")
+                samples = alternate(f"suite-run {variant}", self.settings.suite_rounds, measure, unit="s")
+                results.append(
+                    result_from_samples(
+                        "suite-run", "s", samples, variant=variant, tests=failed if lf else total,
+                        workers=workers or 1,
+                    )
+                )
+        return results
+
+    def _ensure_lastfailed(self, env: str, project: Path) -> None:
+        """Give the ``--lf`` run the lastfailed of a full run (made by that env, as a user's)."""
+        if (project / ".pytest_cache" / "v" / "cache" / "lastfailed").is_file():
+            return
+        done = run_pytest(self.pythons[env], ["-q", "-p", "no:xdist"], cwd=project)
+        expect(done, returncode=1, summary=r"\bfailed", what=f"suite-run seeding --lf ({env})")
+
+    # ---------------------------------------------------------------- set-throughput
+
+    def set_throughput(self) -> list[Result]:
+        """``Cache.set`` operations per second, timed inside a session of each env."""
+        ops, batches = self.settings.set_ops, self.settings.set_batches
+        per_variant: dict[str, dict[str, list[float]]] = {}
+
+        def measure(env: str) -> float:
+            project = self.project("set", env, {"test_set.py": SET_TEST})
+            shutil.rmtree(project / ".pytest_cache", ignore_errors=True)
+            out = project / "rates.json"
+            extra = {"BENCH_SET_OPS": str(ops), "BENCH_SET_BATCHES": str(batches), "BENCH_OUT": str(out)}
+            done = run_pytest(self.pythons[env], ["-q", "-p", "no:xdist"], cwd=project, env=extra)
+            expect(done, returncode=0, summary=r"\b1 passed", what=f"set-throughput ({env})")
+            rates: dict[str, list[float]] = json.loads(out.read_text(encoding="utf-8"))
+            for variant, values in rates.items():
+                per_variant.setdefault(variant, {FORK: [], STOCK: []})[env].append(median(values))
+            return median(rates["overwrite"])
+
+        progress(f"set-throughput: {ops} sets x {batches} batches per process and variant")
+        alternate("set-throughput overwrite", self.settings.set_rounds, measure, unit="ops/s", warmup=True)
+        rounds = self.settings.set_rounds
+        results = []
+        for variant, samples in per_variant.items():
+            measured = {env: values[-rounds:] for env, values in samples.items()}  # drop the warm-up
+            results.append(result_from_samples("set-throughput", "ops/s", measured, variant=variant, ops=ops))
+        return results
+
+    # ---------------------------------------------------------------- lastfailed-100k
+
+    def lastfailed_100k(self) -> list[Result]:
+        """Session start and end, and the whole process, with 100,000 lastfailed entries."""
+        seed = lastfailed_seed()
+        expected = lastfailed_expected(seed)
+        seed_text = json.dumps(seed, ensure_ascii=False, indent=2)
+        parts: dict[str, dict[str, list[float]]] = {}
+
+        def measure(env: str) -> float:
+            project = self.project("lastfailed", env, lastfailed_files())
+            cachedir = project / ".pytest_cache"
+            shutil.rmtree(cachedir, ignore_errors=True)
+            value = cachedir / "v" / "cache" / "lastfailed"
+            value.parent.mkdir(parents=True)
+            value.write_text(seed_text, encoding="utf-8")
+            out = project / "hooks.json"
+            out.unlink(missing_ok=True)
+            done = run_pytest(self.pythons[env], ["-q", "-p", "no:xdist"], cwd=project, env={"BENCH_OUT": str(out)})
+            failing = len(LASTFAILED_NOW_FAILING)
+            expect(done, returncode=1, summary=rf"\b{failing} failed", what=f"lastfailed-100k ({env})")
+            stored = json.loads(value.read_text(encoding="utf-8"))
+            if set(stored) != expected:
+                raise BenchError(
+                    f"lastfailed-100k ({env}): {len(stored)} entries after the run, wanted {len(expected)}"
+                )
+            hooks: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
+            figures = {
+                "session-end": hooks["sessionfinish"] + hooks["unconfigure"],
+                "session-start": hooks["sessionstart"],
+                "whole-process": done.seconds,
+            }
+            for variant, seconds in figures.items():
+                parts.setdefault(variant, {FORK: [], STOCK: []})[env].append(seconds)
+            return figures["session-end"]
+
+        progress(f"lastfailed-100k: {len(seed):,} entries on disk")
+        rounds = self.settings.lastfailed_rounds
+        alternate("lastfailed-100k session end", rounds, measure, unit="s")
+        return [
+            result_from_samples(
+                "lastfailed-100k", "s", {env: v[-rounds:] for env, v in samples.items()}, variant=variant,
+                entries=len(seed),
+            )
+            for variant, samples in parts.items()
+        ]
+
+    # ---------------------------------------------------------------- creation-race
+
+    def creation_race(self) -> list[Result]:
+        """Failed creators and time to first test, for each number of racing processes."""
+        results = []
+        for workers in self.settings.race_workers:
+            times: dict[str, list[float]] = {FORK: [], STOCK: []}
+            mkdir: dict[str, list[float]] = {FORK: [], STOCK: []}
+            failures: dict[str, int] = {FORK: 0, STOCK: 0}
+            leftovers: dict[str, int] = {FORK: 0, STOCK: 0}
+            errors: dict[str, Counter[str]] = {FORK: Counter(), STOCK: Counter()}
+            unreleased = 0
+            for trial in range(1, self.settings.race_trials + 1):
+                for env in ORDER:
+                    race = self.race_once(env, workers, trial)
+                    times[env].append(race.time_to_first_test)
+                    mkdir[env].append(race.mkdir)
+                    failures[env] += race.failures
+                    leftovers[env] += race.leftovers
+                    errors[env].update(race.errors)
+                    unreleased += race.unreleased
+                progress(
+                    f"creation-race {workers} creators: trial {trial}/{self.settings.race_trials}: "
+                    f"fork {times[FORK][-1]:.3g} s ({failures[FORK]} failed so far), "
+                    f"stock {times[STOCK][-1]:.3g} s ({failures[STOCK]} failed so far)"
+                )
+            trials = self.settings.race_trials
+            results.append(
+                result_from_samples(
+                    "creation-race", "s", times, variant=f"{workers} creators", workers=workers, trials=trials,
+                    creators=workers * trials, fork_failures=failures[FORK], stock_failures=failures[STOCK],
+                    fork_leftovers=leftovers[FORK], stock_leftovers=leftovers[STOCK],
+                    fork_mkdir_ms=round(1000 * median(mkdir[FORK]), 3),
+                    stock_mkdir_ms=round(1000 * median(mkdir[STOCK]), 3),
+                    fork_errors=dict(errors[FORK].most_common(3)), stock_errors=dict(errors[STOCK].most_common(3)),
+                    barrier_timeouts=unreleased,
+                )
+            )
+        return results
+
+    def race_once(self, env: str, workers: int, trial: int) -> RaceOutcome:
+        """Start ``workers`` pytest processes together on a fresh project and judge them."""
+        files = {"conftest.py": RACE_CONFTEST, "test_race.py": RACE_TEST}
+        project = write_files(self.workdir / "race" / f"{env}-{workers}-{trial}", files)
+        for sub in ("barrier", "results", "logs"):
+            (project / sub).mkdir()
+        launch = time.time()
+        started = []
+        for i in range(workers):
+            extra = {
+                "BENCH_CREATORS": str(workers),
+                "BENCH_CREATOR_ID": str(i),
+                "BENCH_BARRIER_TIMEOUT": str(BARRIER_TIMEOUT),
+            }
+            with (project / "logs" / f"{i}.txt").open("wb") as log:
+                started.append(
+                    subprocess.Popen(
+                        [str(self.pythons[env]), "-m", "pytest", "-q", "-p", "no:xdist"],
+                        cwd=project,
+                        env=child_env(extra),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        deadline = time.monotonic() + RUN_TIMEOUT
+        codes = []
+        for popen in started:
+            try:
+                codes.append(popen.wait(max(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                for p in started:
+                    p.kill()
+                    p.wait()
+                raise BenchError(f"creation-race {env} x{workers}: still running after {RUN_TIMEOUT:.0f}s") from None
+        outcome = judge_race(project, codes, launch=launch)
+        shutil.rmtree(project, ignore_errors=True)
+        return outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class RaceOutcome:
+    """What one group of racing creators did."""
+
+    failures: int
+    time_to_first_test: float
+    mkdir: float
+    leftovers: int
+    errors: Counter[str]
+    unreleased: int
+
+
+def judge_race(project: Path, codes: Sequence[int], *, launch: float) -> RaceOutcome:
+    """Count the failed creators of a finished race (exit status, record, output) and time them.
+
+    A creator failed when it exited non-zero, left no record, recorded a
+    ``cache.mkdir`` error, or printed any of :data:`scenarios.FATAL_OUTPUT`.
+    """
+    failures = 0
+    firsts, mkdirs = [], []
+    errors: Counter[str] = Counter()
+    unreleased = 0
+    for i, code in enumerate(codes):
+        output = (project / "logs" / f"{i}.txt").read_text(encoding="utf-8", errors="replace")
+        try:
+            record = json.loads((project / "results" / f"{i}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        failed = code != 0 or record is None or any(s in output for s in scenarios.FATAL_OUTPUT)
+        if record is not None:
+            firsts.append(float(record["first_test"]) - launch)
+            mkdirs.append(float(record["mkdir"]))
+            unreleased += not record["released"]
+            if record["error"]:
+                failed = True
+                errors[re.sub(r"'[^']*'", "'...'", str(record["error"]))] += 1
+        elif code != 0:
+            errors[f"exit {code} before the fixture"] += 1
+        failures += failed
+    leftovers = len(scenarios.leftovers(project))
+    return RaceOutcome(failures, median(firsts), median(mkdirs), leftovers, errors, unreleased)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def machine_info() -> dict[str, object]:
+    """Where the figures come from: CPU, cores, OS, Python, and the load now."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def to_document(results: Sequence[Result], **meta: object) -> dict[str, object]:
+    """The JSON document: ``{"results": [...]}`` plus what the run was made of."""
+    document: dict[str, object] = {"results": [r.to_json() for r in results]}
+    document.update(meta)
+    return document
+
+
+def format_number(value: object) -> str:
+    """A figure for the table: 4 significant digits, or a dash."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    return f"{value:.4g}"
+
+
+def format_table(document: Mapping[str, object]) -> str:
+    """A markdown table of the results (one row per name and variant)."""
+    rows = [
+        "| benchmark | variant | fork | stock | unit | fork/stock | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    entries = document.get("results")
+    for entry in entries if isinstance(entries, list) else []:
+        name = str(entry.get("name"))
+        variant = str(entry.get("variant") or "")
+        fork, stock = format_number(entry.get("fork")), format_number(entry.get("stock"))
+        if name == "creation-race":
+            fork += f" ({entry.get('fork_failures')}/{entry.get('creators')} failed)"
+            stock += f" ({entry.get('stock_failures')}/{entry.get('creators')} failed)"
+        met = target_met(entry)
+        op, bound, band = TARGETS.get(name, ("", 0.0, 0.0))
+        if name == "creation-race":
+            wanted = f"0 fork failures at {RACE_TARGET_WORKERS}" if met is not None else ""
+        else:
+            wanted = f"{op} {bound:.2f}" + (f" (±{band:.0%})" if band else "") if op else ""
+        verdict = {True: "met", False: "MISSED", None: ""}[met]
+        target = f"{wanted}: {verdict}" if wanted else ""
+        ratio = format_number(entry.get("ratio"))
+        rows.append(f"| {name} | {variant} | {fork} | {stock} | {entry.get('unit')} | {ratio} | {target} |")
+    return "\n".join(rows)
+
+
+def _nice_step(span: float, ticks: int = 5) -> float:
+    """A round axis step (1, 2 or 5 times a power of ten) giving about ``ticks`` ticks."""
+    if span <= 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
+
+
+CHART_TITLE = "Creation race: time from launch to first test"
+CHART_X_LABEL = "concurrent creators of a fresh cache (processes, log scale)"
+
+
+def render_chart(document: Mapping[str, object]) -> str:
+    """An SVG line chart of the creation race: time to first test against creators, fork and stock."""
+    entries = document.get("results")
+    race = sorted(
+        (e for e in (entries if isinstance(entries, list) else []) if e.get("name") == "creation-race"),
+        key=lambda e: int(e["workers"]),
+    )
+    if not race:
+        raise BenchError("no creation-race results to chart")
+    width, height = 720, 440
+    left, right, top, bottom = 70, 160, 60, 60
+    plot_w, plot_h = width - left - right, height - top - bottom
+    workers = [int(e["workers"]) for e in race]
+    lo, hi = math.log2(min(workers)), math.log2(max(workers))
+    values = [float(e[env]) for e in race for env in ORDER if math.isfinite(float(e[env]))]
+    step = _nice_step(max(values, default=1.0))
+    y_max = step * math.ceil(max(values, default=1.0) / step) or step
+
+    def x(n: int) -> float:
+        return left + (plot_w * (math.log2(n) - lo) / (hi - lo) if hi > lo else plot_w / 2)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / y_max)
+
+    machine = document.get("machine") if isinstance(document.get("machine"), dict) else {}
+    assert isinstance(machine, dict)
+    envs_info = document.get("envs") if isinstance(document.get("envs"), dict) else {}
+    assert isinstance(envs_info, dict)
+    subtitle = (
+        f"median over creators and trials; {machine.get('cores', '?')} cores, {machine.get('cpu', '?')}; "
+        f"fork {envs_info.get(FORK, '?')}, stock {envs_info.get(STOCK, '?')}"
+    )
+    out = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'
+        ),
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="24" font-size="16" font-weight="bold">{escape(CHART_TITLE)}</text>',
+        f'<text x="{left}" y="44" fill="#555">{escape(subtitle)}</text>',
+    ]
+    tick = 0.0
+    while tick <= y_max + step / 2:
+        ty = y(tick)
+        out.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + plot_w}" y2="{ty:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 8}" y="{ty + 4:.1f}" text-anchor="end">{tick:g}</text>')
+        tick += step
+    for n in workers:
+        out.append(f'<text x="{x(n):.1f}" y="{top + plot_h + 18}" text-anchor="middle">{n}</text>')
+    out += [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>',
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 16}" text-anchor="middle">{escape(CHART_X_LABEL)}</text>',
+        f'<text transform="translate(18 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle">seconds</text>',
+    ]
+    styles = {FORK: ("#1f77b4", ""), STOCK: ("#d62728", ' stroke-dasharray="6 4"')}
+    for n_env, env in enumerate(ORDER):
+        color, dash = styles[env]
+        points = [(x(int(e["workers"])), y(float(e[env]))) for e in race if math.isfinite(float(e[env]))]
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        for e, (px, py) in zip(race, points, strict=False):
+            out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{color}"/>')
+            failed = e.get(f"{env}_failures")
+            if failed:
+                dy = 16 if env == STOCK else -10
+                note = f"{failed}/{e.get('creators')} failed"
+                out.append(f'<text x="{px + 6:.1f}" y="{py + dy:.1f}" fill="{color}">{note}</text>')
+        label = f"{env} ({envs_info.get(env, '?')})"
+        ly = top + 10 + 22 * n_env
+        out.append(
+            f'<line x1="{left + plot_w + 16}" y1="{ly}" x2="{left + plot_w + 40}" y2="{ly}" '
+            f'stroke="{color}" stroke-width="2"{dash}/>'
+        )
+        out.append(f'<text x="{left + plot_w + 46}" y="{ly + 4}">{escape(env)}</text>')
+        out.append(f"<!-- {escape(label)} -->")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark the race-free fork against stock pytest of the same base (issue 7).",
+    )
+    parser.add_argument("--base", default=DEFAULT_BASE, help="base release of both envs (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and operations (< 5 minutes on 2 cores)")
+    parser.add_argument("--rounds", type=positive_int, help="measured rounds (race: trials) of every benchmark")
+    parser.add_argument("--only", action="append", choices=NAMES, help="run only this benchmark (repeatable)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--chart", type=Path, metavar="FILE", help="draw the creation race as SVG")
+    parser.add_argument(
+        "--from-json", type=Path, metavar="FILE", help="run nothing: print the table (and --chart) of an earlier JSON"
+    )
+    parser.add_argument(
+        "--env-root", type=Path, default=DEFAULT_ENV_ROOT, help="where the two envs live (default: %(default)s)"
+    )
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a fresh temporary one, removed)")
+    return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The settings the command line asks for."""
+    settings = QUICK if args.quick else FULL
+    if args.rounds:
+        settings = dataclasses.replace(
+            settings,
+            suite_rounds=args.rounds,
+            set_rounds=args.rounds,
+            lastfailed_rounds=args.rounds,
+            race_trials=args.rounds,
+        )
+    return settings
+
+
+def prepare_envs(base: str, root: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Build or reuse the fork and stock envs; return their interpreters and pytest versions."""
+    pythons = {}
+    versions = {}
+    for env, version in ((FORK, envs.FORK), (STOCK, base)):
+        progress(f"env {env}: building or reusing pytest {version} + pytest-xdist {envs.XDIST_VERSION} in {root}")
+        try:
+            pythons[env] = envs.ensure_env(version, root=root)
+        except envs.EnvError as exc:
+            raise BenchError(f"env {env}: {exc}") from exc
+        versions[env] = envs.probe_versions(pythons[env])["pytest"]
+    if not versions[FORK].startswith(f"{base}+"):
+        raise BenchError(
+            f"the fork env holds pytest {versions[FORK]}, not a build of base {base}: scripts/envs.py builds "
+            "the fork for the default base of backend/bases.json only"
+        )
+    return pythons, versions
+
+
+def emit(document: Mapping[str, object], args: argparse.Namespace) -> None:
+    """Print the table; write the JSON and the chart where asked."""
+    print(format_table(document))
+    if args.json and not args.from_json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        progress(f"wrote {args.json}")
+    if args.chart:
+        args.chart.parent.mkdir(parents=True, exist_ok=True)
+        args.chart.write_text(render_chart(document), encoding="utf-8")
+        progress(f"wrote {args.chart}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks the command line selects; 0 when every one produced its figures."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.from_json:
+            emit(json.loads(args.from_json.read_text(encoding="utf-8")), args)
+            return 0
+        settings = settings_for(args)
+        started = time.monotonic()
+        machine = machine_info()
+        progress(f"load average {machine['load']} on {machine['cores']} cores (rerun when the machine is quiet)")
+        pythons, versions = prepare_envs(args.base, args.env_root)
+        scratch = args.workdir or Path(tempfile.mkdtemp(prefix="pytest-bench-"))
+        bench = Bench(pythons, scratch, settings)
+        runners: dict[str, Callable[[], list[Result]]] = {
+            "suite-run": bench.suite_run,
+            "set-throughput": bench.set_throughput,
+            "lastfailed-100k": bench.lastfailed_100k,
+            "creation-race": bench.creation_race,
+        }
+        results: list[Result] = []
+        try:
+            for name in args.only or NAMES:
+                results += runners[name]()
+        finally:
+            if args.workdir is None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        document = to_document(
+            results,
+            base=args.base,
+            envs={**versions, "pytest-xdist": envs.XDIST_VERSION},
+            machine={**machine, "load_after": [round(x, 2) for x in os.getloadavg()]},
+            settings=dataclasses.asdict(settings),
+            quick=args.quick,
+            date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            duration_s=round(time.monotonic() - started, 1),
+        )
+        emit(document, args)
+    except (BenchError, OSError, ValueError) as exc:
+        progress(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
