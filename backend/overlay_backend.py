@@ -39,7 +39,12 @@ BASES_FILE = ROOT / "backend" / "bases.json"
 FROZEN_BASE_FILE = ROOT / "FROZEN_BASE"
 LICENSE_FILE = ROOT / "LICENSE"
 # Files whose content decides the merged module: any change to them changes the label.
-LABEL_INPUTS = (OVERLAY, ROOT / "backend" / "overlay_merge.py", Path(__file__).resolve(), BASES_FILE)
+LABEL_INPUTS = (
+    OVERLAY,
+    ROOT / "backend" / "overlay_merge.py",
+    Path(__file__).resolve(),
+    BASES_FILE,
+)
 SDIST_FILES = (
     "pyproject.toml",
     "README.md",
@@ -52,7 +57,9 @@ SDIST_FILES = (
 MODULE = "_pytest/cacheprovider.py"
 VERSION_MODULE = "_pytest/_version.py"
 # Written by installers, not part of upstream's wheel.
-INSTALLER_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json"})
+INSTALLER_FILES = frozenset(
+    {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json"}
+)
 # Fixed timestamp for reproducible archives (the zip format starts in 1980).
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 TAR_MTIME = 315532800
@@ -116,16 +123,22 @@ def version_for(base: str) -> str:
     return f"{base}+{_label()}"
 
 
-def get_requires_for_build_wheel(config_settings: Mapping[str, object] | None = None) -> list[str]:
+def get_requires_for_build_wheel(
+    config_settings: Mapping[str, object] | None = None,
+) -> list[str]:
     # '===' so that a local '<base>+label' wheel (ours) can never satisfy it.
     return [f"pytest==={_base(config_settings)}"]
 
 
-def get_requires_for_build_sdist(config_settings: Mapping[str, object] | None = None) -> list[str]:
+def get_requires_for_build_sdist(
+    config_settings: Mapping[str, object] | None = None,
+) -> list[str]:
     return []
 
 
-def get_requires_for_build_editable(config_settings: Mapping[str, object] | None = None) -> list[str]:
+def get_requires_for_build_editable(
+    config_settings: Mapping[str, object] | None = None,
+) -> list[str]:
     return []
 
 
@@ -147,7 +160,9 @@ def _upstream_files(base: str) -> dict[str, bytes]:
     try:
         dist = importlib.metadata.distribution("pytest")
     except importlib.metadata.PackageNotFoundError:
-        raise BuildError(f"upstream pytest=={base} is not installed in the build environment") from None
+        raise BuildError(
+            f"upstream pytest=={base} is not installed in the build environment"
+        ) from None
     if dist.version != base:
         raise BuildError(
             f"the build environment has pytest {dist.version}, the base is {base}: "
@@ -166,7 +181,9 @@ def _upstream_files(base: str) -> dict[str, bytes]:
             raise BuildError(f"upstream's RECORD has no sha256 for {name}")
         data = Path(str(dist.locate_file(entry))).read_bytes()
         if _record_hash(data) != f"sha256={entry.hash.value}":
-            raise BuildError(f"{name} does not match upstream's RECORD: the base installation was modified")
+            raise BuildError(
+                f"{name} does not match upstream's RECORD: the base installation was modified"
+            )
         files[name] = data
     if MODULE not in files:
         raise BuildError(f"upstream pytest {base} has no {MODULE}")
@@ -182,27 +199,42 @@ def _check_fingerprints(base: str, result: overlay_merge.MergeResult) -> None:
     for name, fp in sorted(result.replaced.items()):
         expected = recorded["replaces"].get(name)
         if expected is None:
-            problems.append(f"overlay replaces {name}, which is not recorded as replaced for {base}")
+            problems.append(
+                f"overlay replaces {name}, which is not recorded as replaced for {base}"
+            )
         elif expected != fp:
             problems.append(
                 f"upstream's {name} in {base} differs from the one the overlay was written against "
                 f"(fingerprint {fp}, recorded {expected}): review it, adapt the overlay, record the new fingerprint"
             )
     for name in sorted(set(recorded["replaces"]) - set(result.replaced)):
-        problems.append(f"{name} is recorded as replaced for {base} but the overlay no longer replaces it")
+        problems.append(
+            f"{name} is recorded as replaced for {base} but the overlay no longer replaces it"
+        )
     for name in sorted(set(result.added) - set(recorded["adds"])):
-        problems.append(f"overlay definition {name} has no upstream target in {base} (misspelt or new?)")
+        problems.append(
+            f"overlay definition {name} has no upstream target in {base} (misspelt or new?)"
+        )
     for name in sorted(set(recorded["adds"]) - set(result.added)):
-        problems.append(f"{name} is recorded as added for {base} but the merge did not add it")
+        problems.append(
+            f"{name} is recorded as added for {base} but the merge did not add it"
+        )
     if problems:
-        raise BuildError("the overlay does not fit upstream pytest " + base + ":\n  " + "\n  ".join(problems))
+        raise BuildError(
+            "the overlay does not fit upstream pytest "
+            + base
+            + ":\n  "
+            + "\n  ".join(problems)
+        )
 
 
 def _overlay_for_base(base: str) -> str:
     """The overlay, less the definitions this base already has right (its 'keep' list)."""
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
-    return overlay_merge.without_definitions(OVERLAY.read_text(encoding="utf-8"), entry[base]["keep"])
+    return overlay_merge.without_definitions(
+        OVERLAY.read_text(encoding="utf-8"), entry[base]["keep"]
+    )
 
 
 def merged_module(base: str, upstream_source: str) -> overlay_merge.MergeResult:
@@ -219,15 +251,28 @@ def _rewrite_version_module(source: str, base: str, version: str) -> str:
     local = version.split("+", 1)[1].split(".")
     parts = [*base.split("."), *local]
     as_tuple = "(" + ", ".join(p if p.isdigit() else repr(p) for p in parts) + ")"
-    new, n1 = re.subn(r"^(__version__ = version = ).*$", rf"\g<1>{version!r}", source, flags=re.M)
-    new, n2 = re.subn(r"^(__version_tuple__ = version_tuple = ).*$", rf"\g<1>{as_tuple}", new, flags=re.M)
+    new, n1 = re.subn(
+        r"^(__version__ = version = ).*$",
+        rf"\g<1>{version!r}",
+        source,
+        flags=re.MULTILINE,
+    )
+    new, n2 = re.subn(
+        r"^(__version_tuple__ = version_tuple = ).*$",
+        rf"\g<1>{as_tuple}",
+        new,
+        flags=re.MULTILINE,
+    )
     if n1 != 1 or n2 != 1:
         raise BuildError(f"unexpected layout of upstream's {VERSION_MODULE}")
     return new
 
 
 def _rewrite_metadata(source: bytes, base: str, version: str) -> bytes:
-    new, n = re.subn(rb"^Version: " + re.escape(base.encode()) + rb"$", b"Version: " + version.encode(), source, count=1, flags=re.M)
+    pattern = rb"^Version: " + re.escape(base.encode()) + rb"$"
+    new, n = re.subn(
+        pattern, b"Version: " + version.encode(), source, count=1, flags=re.MULTILINE
+    )
     if n != 1:
         raise BuildError(f"upstream's METADATA has no 'Version: {base}' line")
     return new
@@ -243,7 +288,9 @@ def _wheel_files(base: str) -> tuple[str, list[tuple[str, bytes]]]:
         if name == MODULE:
             data = merged_module(base, data.decode("utf-8")).code.encode("utf-8")
         elif name == VERSION_MODULE:
-            data = _rewrite_version_module(data.decode("utf-8"), base, version).encode("utf-8")
+            data = _rewrite_version_module(data.decode("utf-8"), base, version).encode(
+                "utf-8"
+            )
         elif name == f"{old_info}/METADATA":
             data = _rewrite_metadata(data, base, version)
         elif name == f"{old_info}/WHEEL":
@@ -251,14 +298,20 @@ def _wheel_files(base: str) -> tuple[str, list[tuple[str, bytes]]]:
         if name.startswith(old_info + "/"):
             name = new_info + name[len(old_info) :]
         out[name] = data
-    licenses = f"{new_info}/licenses" if any(n.startswith(f"{new_info}/licenses/") for n in out) else new_info
+    licenses = (
+        f"{new_info}/licenses"
+        if any(n.startswith(f"{new_info}/licenses/") for n in out)
+        else new_info
+    )
     out[f"{licenses}/LICENSE.cache-overlay"] = LICENSE_FILE.read_bytes()
     out[f"{new_info}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: pytest-cache-overlay backend\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    ).encode()
+        b"Wheel-Version: 1.0\nGenerator: pytest-cache-overlay backend\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     record_name = f"{new_info}/RECORD"
     # dist-info last, as installers expect; RECORD lists itself without a hash.
-    ordered = sorted(out.items(), key=lambda item: (item[0].startswith(new_info), item[0]))
+    ordered = sorted(
+        out.items(), key=lambda item: (item[0].startswith(new_info), item[0])
+    )
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
     for name, data in ordered:
@@ -289,7 +342,9 @@ def build_wheel(
     return filename
 
 
-def build_sdist(sdist_directory: str, config_settings: Mapping[str, object] | None = None) -> str:
+def build_sdist(
+    sdist_directory: str, config_settings: Mapping[str, object] | None = None
+) -> str:
     base = _base(config_settings)
     version = version_for(base)
     prefix = f"pytest-{version}"
@@ -323,7 +378,9 @@ def _cli(argv: list[str]) -> int:
         print("usage: overlay_backend.py merged BASE UPSTREAM_CACHEPROVIDER.py")
         return 2
     base, upstream = argv[1], Path(argv[2])
-    result = overlay_merge.merge(upstream.read_text(encoding="utf-8"), _overlay_for_base(base))
+    result = overlay_merge.merge(
+        upstream.read_text(encoding="utf-8"), _overlay_for_base(base)
+    )
     print(json.dumps({"replaces": result.replaced, "adds": result.added}, indent=2))
     return 0
 

@@ -100,13 +100,27 @@ def _without_leading_lines(node: cst.CSTNode) -> cst.CSTNode:
     return node
 
 
-def _with_blank_lines(node: cst.CSTNode, count: int) -> cst.CSTNode:
+_Definition = cst.FunctionDef | cst.ClassDef | cst.SimpleStatementLine
+
+
+def _with_leading_lines(
+    node: cst.CSTNode, lines: Sequence[cst.EmptyLine]
+) -> _Definition:
+    assert isinstance(node, _Definition)
+    return node.with_changes(leading_lines=lines)
+
+
+def _leading_lines(node: cst.CSTNode) -> Sequence[cst.EmptyLine]:
+    assert isinstance(node, _Definition)
+    return node.leading_lines
+
+
+def _with_blank_lines(node: cst.CSTNode, count: int) -> _Definition:
     """``node`` with exactly ``count`` blank lines before its own leading comments."""
-    assert isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.SimpleStatementLine))
-    lines = list(node.leading_lines)
+    lines = list(_leading_lines(node))
     while lines and lines[0].comment is None:
         lines.pop(0)
-    return node.with_changes(leading_lines=[*(cst.EmptyLine() for _ in range(count)), *lines])
+    return _with_leading_lines(node, [*(cst.EmptyLine() for _ in range(count)), *lines])
 
 
 @dataclasses.dataclass
@@ -139,7 +153,9 @@ def _collect_overlay(overlay: cst.Module) -> _Overlay:
                 f"{_code(overlay, node).strip().splitlines()[0]!r}"
             )
         if name in result.top_level:
-            raise MergeError(f"overlay defines {name!r} twice (overloads and property setters are not merged)")
+            raise MergeError(
+                f"overlay defines {name!r} twice (overloads and property setters are not merged)"
+            )
         if isinstance(node, cst.ClassDef):
             result.members[name] = _collect_members(overlay, node)
         result.top_level[name] = node
@@ -189,14 +205,18 @@ def _import_entries(node: cst.SimpleStatementLine) -> list[cst.SimpleStatementLi
     return entries
 
 
-def _import_key(module: cst.Module, node: cst.SimpleStatementLine) -> tuple[int, str, str]:
+def _import_key(
+    module: cst.Module, node: cst.SimpleStatementLine
+) -> tuple[int, str, str]:
     """Sort key of an import line: isort section, then module, then name, case-folded."""
     stmt = node.body[0]
     if isinstance(stmt, cst.ImportFrom):
         dots = "." * len(stmt.relative)
         mod = dots + (_code(module, stmt.module) if stmt.module is not None else "")
         names = stmt.names
-        first = "" if isinstance(names, cst.ImportStar) else _code(module, names[0].name)
+        first = (
+            "" if isinstance(names, cst.ImportStar) else _code(module, names[0].name)
+        )
     else:
         assert isinstance(stmt, cst.Import)
         mod = _code(module, stmt.names[0].name)
@@ -218,7 +238,9 @@ def _normalized(module: cst.Module, node: cst.CSTNode) -> str:
 
 
 def _merge_imports(
-    upstream: cst.Module, body: list[cst.CSTNode], overlay_imports: list[cst.SimpleStatementLine]
+    upstream: cst.Module,
+    body: list[cst.CSTNode],
+    overlay_imports: list[cst.SimpleStatementLine],
 ) -> tuple[list[cst.CSTNode], list[str]]:
     """Add the overlay's missing imports to upstream's leading import block."""
     start = 1 if body and _is_docstring(body[0]) else 0
@@ -241,7 +263,9 @@ def _merge_imports(
 
     upstream_order = sorted(block, key=lambda n: _import_key(upstream, n))
     if [id(n) for n in upstream_order] != [id(n) for n in block]:
-        raise MergeError("upstream's import block is not in the isort order the merge assumes")
+        raise MergeError(
+            "upstream's import block is not in the isort order the merge assumes"
+        )
     merged = sorted([*block, *added], key=lambda n: _import_key(upstream, n))
     # The lines above the block (blank line, comments) stay above the block.
     first_leading = block[0].leading_lines
@@ -278,18 +302,31 @@ def _merge_class(
     if not isinstance(cls.body, cst.IndentedBlock):
         raise MergeError(f"upstream class {cls.name.value!r} has no indented body")
     body = list(cls.body.body)
-    index_of = {name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None}
+    index_of = {
+        name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None
+    }
     for name, node in members.items():
         qualname = f"{cls.name.value}.{name}"
         if name in index_of:
             old = body[index_of[name]]
-            if isinstance(node, cst.SimpleStatementLine) and isinstance(node.body[0], cst.AnnAssign):
-                if not isinstance(old, cst.SimpleStatementLine) or not isinstance(old.body[0], cst.AnnAssign):
-                    raise MergeError(f"{qualname}: an annotated attribute may only replace one")
-            replaced[qualname] = fingerprint(_code(upstream, _without_leading_lines(old)))
-            body[index_of[name]] = node.with_changes(leading_lines=old.leading_lines)  # type: ignore[attr-defined]
+            new_annotated = isinstance(node, cst.SimpleStatementLine) and isinstance(
+                node.body[0], cst.AnnAssign
+            )
+            old_annotated = isinstance(old, cst.SimpleStatementLine) and isinstance(
+                old.body[0], cst.AnnAssign
+            )
+            if new_annotated and not old_annotated:
+                raise MergeError(
+                    f"{qualname}: an annotated attribute may only replace one"
+                )
+            replaced[qualname] = fingerprint(
+                _code(upstream, _without_leading_lines(old))
+            )
+            body[index_of[name]] = _with_leading_lines(node, _leading_lines(old))
         else:
-            if isinstance(node, cst.SimpleStatementLine) and isinstance(node.body[0], cst.AnnAssign):
+            if isinstance(node, cst.SimpleStatementLine) and isinstance(
+                node.body[0], cst.AnnAssign
+            ):
                 raise MergeError(
                     f"{qualname}: new annotated class attributes are not merged (they would add dataclass fields)"
                 )
@@ -309,7 +346,9 @@ def merge(upstream_source: str, overlay_source: str) -> MergeResult:
     body: list[cst.CSTNode] = list(upstream.body)
     replaced: dict[str, str] = {}
     added: list[str] = []
-    positions = {name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None}
+    positions = {
+        name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None
+    }
     new_nodes: list[cst.CSTNode] = []
     for name, node in overlay.top_level.items():
         if name not in positions:
@@ -320,17 +359,28 @@ def merge(upstream_source: str, overlay_source: str) -> MergeResult:
         old = body[positions[name]]
         if isinstance(node, cst.ClassDef):
             if not isinstance(old, cst.ClassDef):
-                raise MergeError(f"overlay class {name!r} would replace a non-class upstream definition")
-            body[positions[name]] = _merge_class(upstream, old, node, overlay.members[name], replaced, added)
+                raise MergeError(
+                    f"overlay class {name!r} would replace a non-class upstream definition"
+                )
+            body[positions[name]] = _merge_class(
+                upstream, old, node, overlay.members[name], replaced, added
+            )
             continue
         if type(old) is not type(node):
-            raise MergeError(f"overlay {name!r} is not the same kind of definition as upstream's")
+            raise MergeError(
+                f"overlay {name!r} is not the same kind of definition as upstream's"
+            )
         replaced[name] = fingerprint(_code(upstream, _without_leading_lines(old)))
-        body[positions[name]] = node.with_changes(leading_lines=old.leading_lines)  # type: ignore[attr-defined]
+        body[positions[name]] = _with_leading_lines(node, _leading_lines(old))
 
     if new_nodes:
         first_def = next(
-            (i for i, n in enumerate(body) if isinstance(n, (cst.FunctionDef, cst.ClassDef))), len(body)
+            (
+                i
+                for i, n in enumerate(body)
+                if isinstance(n, (cst.FunctionDef, cst.ClassDef))
+            ),
+            len(body),
         )
         body[first_def:first_def] = new_nodes
 
@@ -339,7 +389,9 @@ def merge(upstream_source: str, overlay_source: str) -> MergeResult:
     undefined = undefined_names(merged)
     if undefined:
         raise MergeError(f"merged module has undefined names: {', '.join(undefined)}")
-    return MergeResult(code=merged.code, replaced=replaced, added=added, imports_added=imports_added)
+    return MergeResult(
+        code=merged.code, replaced=replaced, added=added, imports_added=imports_added
+    )
 
 
 def without_definitions(overlay_source: str, names: Sequence[str]) -> str:
@@ -371,7 +423,9 @@ def without_definitions(overlay_source: str, names: Sequence[str]) -> str:
             node = node.with_changes(body=node.body.with_changes(body=members))
         body.append(node)
     if wanted:
-        raise MergeError(f"cannot keep upstream's {', '.join(sorted(wanted))}: the overlay does not define it")
+        raise MergeError(
+            f"cannot keep upstream's {', '.join(sorted(wanted))}: the overlay does not define it"
+        )
     return module.with_changes(body=body).code
 
 
@@ -388,7 +442,11 @@ def _unused_import_lines(module: cst.Module) -> set[str]:
         assert isinstance(node, cst.SimpleStatementLine)
         stmt = node.body[0]
         assert isinstance(stmt, (cst.Import, cst.ImportFrom))
-        if len(node.body) != 1 or isinstance(stmt.names, cst.ImportStar) or len(stmt.names) != 1:
+        if (
+            len(node.body) != 1
+            or isinstance(stmt.names, cst.ImportStar)
+            or len(stmt.names) != 1
+        ):
             continue
         alias = stmt.names[0]
         bound = alias.evaluated_alias or alias.evaluated_name
@@ -405,7 +463,11 @@ def _drop_orphaned_imports(upstream: cst.Module, merged: cst.Module) -> cst.Modu
     orphaned = _unused_import_lines(merged) - _unused_import_lines(upstream)
     if not orphaned:
         return merged
-    body = [n for n in merged.body if not (_is_import(n) and _normalized(merged, n) in orphaned)]
+    body = [
+        n
+        for n in merged.body
+        if not (_is_import(n) and _normalized(merged, n) in orphaned)
+    ]
     return merged.with_changes(body=body)
 
 
@@ -425,10 +487,14 @@ def undefined_names(module: cst.Module) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Merge the overlay into an upstream cacheprovider.py.")
+    parser = argparse.ArgumentParser(
+        description="Merge the overlay into an upstream cacheprovider.py."
+    )
     parser.add_argument("upstream")
     parser.add_argument("overlay")
-    parser.add_argument("--write", metavar="OUT", help="write the merged module here instead of stdout")
+    parser.add_argument(
+        "--write", metavar="OUT", help="write the merged module here instead of stdout"
+    )
     args = parser.parse_args(argv)
     with open(args.upstream, encoding="utf-8", newline="") as f:
         upstream_source = f.read()

@@ -266,8 +266,12 @@ def summarize(name: str, verdicts: Sequence[tuple[str, scenarios.Verdict]]) -> s
             previous = verdict
         for i, (first_bad, fixed) in enumerate(spans):
             head = "first bad" if i == 0 else "bad again in"
-            tail = f"fixed in {fixed}" if fixed else f"still bad in {judged[-1][0]}"
-            parts.append(f"{head} {first_bad}, {tail}")
+            if fixed:
+                parts.append(f"{head} {first_bad}, fixed in {fixed}")
+            elif first_bad != judged[-1][0]:
+                parts.append(f"{head} {first_bad}, still bad in {judged[-1][0]}")
+            else:
+                parts.append(f"{head} {first_bad}")
     errors = [version for version, v in stock if v == "error"]
     if errors:
         parts.append(f"error in {', '.join(errors)}")

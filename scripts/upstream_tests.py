@@ -88,6 +88,7 @@ def sdist(base: str) -> Path:
         ],
         capture_output=True,
         text=True,
+        check=False,
     )
     found = sorted(target.glob(f"pytest-{base}.tar.gz"))
     if result.returncode != 0 or not found:
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             result = subprocess.run(
-                cmd, cwd=rundir, env=env, capture_output=True, text=True
+                cmd, cwd=rundir, env=env, capture_output=True, text=True, check=False
             )
     except (UpstreamTestsError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -63,7 +63,7 @@ def worker_id():
 
 # Every xdist worker holds its private cache dir at the rename that would
 # publish it until all workers are there: they all publish at the same moment.
-HOLD_PUBLISH = '''
+HOLD_PUBLISH = """
 import pytest
 
 _real = {"rename": os.rename, "replace": os.replace}
@@ -89,7 +89,7 @@ def cache_user(pytestconfig):
     (ROOT / "touched").mkdir(exist_ok=True)
     pytestconfig.cache.mkdir("race")
     (ROOT / "touched" / worker_id()).touch()
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +106,12 @@ def leftovers(root: Path) -> list[Path]:
 
 def assert_clean_output(result: RunResult) -> None:
     text = "\n".join(result.outlines + result.errlines)
-    for needle in ("Directory not empty", "INTERNALERROR", "PytestCacheWarning", "Traceback"):
+    for needle in (
+        "Directory not empty",
+        "INTERNALERROR",
+        "PytestCacheWarning",
+        "Traceback",
+    ):
         assert needle not in text, f"{needle!r} in the output of the run"
 
 
@@ -133,7 +138,9 @@ def lastfailed(pytester: Pytester) -> dict[str, bool]:
 
 
 class TestConcurrentCreation:
-    def test_workers_publishing_the_cache_dir_at_once_all_succeed(self, pytester: Pytester) -> None:
+    def test_workers_publishing_the_cache_dir_at_once_all_succeed(
+        self, pytester: Pytester
+    ) -> None:
         """Every xdist worker creates the cache dir at the same moment (#12381).
 
         The losers of the publish race must keep the winner's directory: no
@@ -141,7 +148,9 @@ class TestConcurrentCreation:
         ``config.cache.mkdir()`` succeeds, and nothing private is left over.
         """
         pytester.makeconftest(BARRIERS + f"PARTIES = {WORKERS}\n" + HOLD_PUBLISH)
-        pytester.makepyfile(**{f"test_{i}": "def test(): pass" for i in range(2 * WORKERS)})
+        pytester.makepyfile(
+            **{f"test_{i}": "def test(): pass" for i in range(2 * WORKERS)}
+        )
 
         result = pytester.runpytest_subprocess("-n", str(WORKERS), timeout=RUN_TIMEOUT)
 
@@ -153,7 +162,9 @@ class TestConcurrentCreation:
         publish_log = pytester.path / "publish-log"
         if publish_log.exists():  # Releases that create the dir in place never publish.
             lines = publish_log.read_text().split()
-            assert lines[1::2] == ["True"] * WORKERS, "the workers were not held together"
+            assert lines[1::2] == ["True"] * WORKERS, (
+                "the workers were not held together"
+            )
         cachedir = pytester.path / ".pytest_cache"
         for name in ("README.md", ".gitignore", "CACHEDIR.TAG"):
             assert (cachedir / name).is_file()
@@ -171,7 +182,7 @@ class TestAtomicSet:
         """
         pytester.makeconftest(
             BARRIERS
-            + '''
+            + """
 import pathlib
 
 _real_open = pathlib.Path.open
@@ -208,17 +219,17 @@ def held_open(self, mode="r", *args, **kwargs):
 
 
 pathlib.Path.open = held_open
-'''
+"""
         )
         pytester.makepyfile(
-            test_writer='''
+            test_writer="""
             import os
             def test_writer(cache):
                 cache.set("race/value", {"version": "old", "padding": "x" * 4000})
                 os.environ["HOLD_WRITES"] = "1"
                 cache.set("race/value", {"version": "new", "padding": "y" * 4000})
-            ''',
-            test_reader='''
+            """,
+            test_reader="""
             import json
             from conftest import ROOT, wait_for
             def test_reader(cache):
@@ -226,7 +237,7 @@ pathlib.Path.open = held_open
                 value = cache.get("race/value", {"version": "missing"})
                 (ROOT / "reader-done").touch()
                 assert value["version"] in ("old", "new"), "read a torn value"
-            ''',
+            """,
         )
         writer = start_session(pytester, "test_writer.py")
         reader = start_session(pytester, "test_reader.py")
@@ -239,7 +250,9 @@ pathlib.Path.open = held_open
 
 
 class TestCacheClearUnderXdist:
-    def test_worker_started_late_does_not_clear_what_others_wrote(self, pytester: Pytester) -> None:
+    def test_worker_started_late_does_not_clear_what_others_wrote(
+        self, pytester: Pytester
+    ) -> None:
         """``--cache-clear`` runs once, not again in a worker xdist restarts (#6670).
 
         One worker writes a value, then another worker dies after seeing it on
@@ -250,13 +263,13 @@ class TestCacheClearUnderXdist:
         stale.write_text("1")
         pytester.makeconftest(BARRIERS)
         pytester.makepyfile(
-            test_write='''
+            test_write="""
             import pytest
             @pytest.mark.xdist_group("write")
             def test_write(cache):
                 cache.set("race/kept", "written during the run")
-            ''',
-            test_crash='''
+            """,
+            test_crash="""
             import os
             import pytest
             from conftest import ROOT, wait_for
@@ -268,15 +281,22 @@ class TestCacheClearUnderXdist:
                     pytest.fail("the value was never written by another worker")
                 (ROOT / "crashed-once").touch()
                 os._exit(1)
-            ''',
+            """,
         )
 
         result = pytester.runpytest_subprocess(
-            "-n", "2", "--dist", "loadgroup", "--max-worker-restart=2", "--cache-clear",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "--max-worker-restart=2",
+            "--cache-clear",
             timeout=RUN_TIMEOUT,
         )
 
-        result.assert_outcomes(passed=2, failed=1)  # The crashed item reruns on the replacement.
+        result.assert_outcomes(
+            passed=2, failed=1
+        )  # The crashed item reruns on the replacement.
         result.stdout.fnmatch_lines(["*replacing crashed worker*"])
         assert not stale.exists(), "--cache-clear did not clear the stale entry"
         kept = pytester.path / ".pytest_cache" / "v" / "race" / "kept"
@@ -287,7 +307,7 @@ class TestCacheClearUnderXdist:
 
 
 class TestOrphanSweep:
-    KILL_AT = '''
+    KILL_AT = """
 import os
 import sys
 
@@ -306,11 +326,14 @@ def _killing(name):
 
 os.rename = _killing("rename")
 os.replace = _killing("replace")
-'''
+"""
 
     @pytest.mark.parametrize(
         "kill_at",
-        [pytest.param(".pytest_cache", id="publishing-cache-dir"), pytest.param("kept", id="writing-value")],
+        [
+            pytest.param(".pytest_cache", id="publishing-cache-dir"),
+            pytest.param("kept", id="writing-value"),
+        ],
     )
     def test_entry_of_a_killed_process_is_swept_by_the_next_session(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, kill_at: str
@@ -319,7 +342,9 @@ os.replace = _killing("replace")
         pytester.makeconftest(self.KILL_AT)
         pytester.makepyfile('def test(cache): cache.set("race/kept", 1)')
         if kill_at == "kept":
-            pytester.runpytest_subprocess(timeout=RUN_TIMEOUT)  # The cache dir exists already.
+            pytester.runpytest_subprocess(
+                timeout=RUN_TIMEOUT
+            )  # The cache dir exists already.
         monkeypatch.setenv("KILL_AT", kill_at)
         killed = pytester.runpytest_subprocess(timeout=RUN_TIMEOUT)
         assert killed.ret == 9
@@ -330,33 +355,40 @@ os.replace = _killing("replace")
 
         result.assert_outcomes(passed=1)
         assert leftovers(pytester.path) == []
-        assert (pytester.path / ".pytest_cache" / "v" / "race" / "kept").read_text() == "1"
+        assert (
+            pytester.path / ".pytest_cache" / "v" / "race" / "kept"
+        ).read_text() == "1"
 
 
 class TestLastFailedAcrossSessions:
-    FAILING = '''
+    FAILING = """
     from conftest import ROOT, wait_for
     def test_{name}():
         {wait}
         assert 0
-    '''
+    """
 
-    def test_overlapping_sessions_keep_each_others_failures(self, pytester: Pytester) -> None:
+    def test_overlapping_sessions_keep_each_others_failures(
+        self, pytester: Pytester
+    ) -> None:
         """B reads lastfailed before A writes it and writes after A: both failures stay (#6423)."""
         pytester.makeconftest(
             BARRIERS
-            + '''
+            + """
 import sys
 
 def pytest_unconfigure(config):
     if "test_a.py" in sys.argv:
         (ROOT / "a-done").touch()
-'''
+"""
         )
         pytester.makepyfile(
-            test_a=self.FAILING.format(name="a", wait='assert wait_for(ROOT / "b-started")'),
+            test_a=self.FAILING.format(
+                name="a", wait='assert wait_for(ROOT / "b-started")'
+            ),
             test_b=self.FAILING.format(
-                name="b", wait='(ROOT / "b-started").touch(); assert wait_for(ROOT / "a-done")'
+                name="b",
+                wait='(ROOT / "b-started").touch(); assert wait_for(ROOT / "a-done")',
             ),
         )
         a = start_session(pytester, "test_a.py")
@@ -365,24 +397,35 @@ def pytest_unconfigure(config):
 
         assert (a_ret, b_ret) == (1, 1), a_out + b_out
         assert "timeout" not in a_out + b_out
-        assert lastfailed(pytester) == {"test_a.py::test_a": True, "test_b.py::test_b": True}
+        assert lastfailed(pytester) == {
+            "test_a.py::test_a": True,
+            "test_b.py::test_b": True,
+        }
 
-    def test_session_that_now_passes_a_test_removes_only_that_entry(self, pytester: Pytester) -> None:
+    def test_session_that_now_passes_a_test_removes_only_that_entry(
+        self, pytester: Pytester
+    ) -> None:
         """A fixed test leaves lastfailed; entries another session added meanwhile stay."""
         pytester.makeconftest(BARRIERS)
         pytester.makepyfile(
-            test_fixed='''
+            test_fixed="""
             from conftest import ROOT, wait_for
             def test_fixed():
                 (ROOT / "fixed-running").touch()
                 assert wait_for(ROOT / "other-done")
-            ''',
-            test_other=self.FAILING.format(name="other", wait='assert wait_for(ROOT / "fixed-running")'),
+            """,
+            test_other=self.FAILING.format(
+                name="other", wait='assert wait_for(ROOT / "fixed-running")'
+            ),
             test_old="def test_old(): assert 0",
         )
         lf = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
         lf.parent.mkdir(parents=True)
-        lf.write_text(json.dumps({"test_fixed.py::test_fixed": True, "test_old.py::test_old": True}))
+        lf.write_text(
+            json.dumps(
+                {"test_fixed.py::test_fixed": True, "test_old.py::test_old": True}
+            )
+        )
         fixed = start_session(pytester, "test_fixed.py")
         other = start_session(pytester, "test_other.py")
         other_ret, other_out = finish(other)
@@ -390,7 +433,10 @@ def pytest_unconfigure(config):
         fixed_ret, fixed_out = finish(fixed)
 
         assert (fixed_ret, other_ret) == (0, 1), fixed_out + other_out
-        assert lastfailed(pytester) == {"test_old.py::test_old": True, "test_other.py::test_other": True}
+        assert lastfailed(pytester) == {
+            "test_old.py::test_old": True,
+            "test_other.py::test_other": True,
+        }
 
     def test_sessions_finishing_at_once_lose_nothing(self, pytester: Pytester) -> None:
         """Sessions that all read lastfailed, then all write it at the same moment.
@@ -402,7 +448,7 @@ def pytest_unconfigure(config):
         pytester.makeconftest(
             BARRIERS
             + f"PARTIES = {sessions}\n"
-            + '''
+            + """
 import sys
 
 _real_replace = os.replace
@@ -416,7 +462,7 @@ def held_replace(src, dst, *args, **kwargs):
 
 
 os.replace = held_replace
-'''
+"""
         )
         for i in range(sessions):
             pytester.makepyfile(
@@ -432,24 +478,30 @@ os.replace = held_replace
         running = [start_session(pytester, f"test_{i}.py") for i in range(sessions)]
         outcomes = [finish(p) for p in running]
 
-        assert [ret for ret, _ in outcomes] == [1] * sessions, [out for _, out in outcomes]
-        assert lastfailed(pytester) == {f"test_{i}.py::test_{i}": True for i in range(sessions)}
+        assert [ret for ret, _ in outcomes] == [1] * sessions, [
+            out for _, out in outcomes
+        ]
+        assert lastfailed(pytester) == {
+            f"test_{i}.py::test_{i}": True for i in range(sessions)
+        }
 
-    def test_overlapping_sessions_keep_each_others_node_ids(self, pytester: Pytester) -> None:
+    def test_overlapping_sessions_keep_each_others_node_ids(
+        self, pytester: Pytester
+    ) -> None:
         """``cache/nodeids`` (``--nf``) keeps the node ids of both overlapping sessions."""
         pytester.makeconftest(
             BARRIERS
-            + '''
+            + """
 import sys
 
 def pytest_unconfigure(config):
     if "test_a.py" in sys.argv:
         (ROOT / "a-done").touch()
-'''
+"""
         )
         pytester.makepyfile(
             test_a='from conftest import ROOT, wait_for\ndef test_a(): assert wait_for(ROOT / "b-started")',
-            test_b='from conftest import ROOT, wait_for\n'
+            test_b="from conftest import ROOT, wait_for\n"
             'def test_b():\n    (ROOT / "b-started").touch()\n    assert wait_for(ROOT / "a-done")',
         )
         a = start_session(pytester, "test_a.py")
@@ -457,5 +509,7 @@ def pytest_unconfigure(config):
         (a_ret, a_out), (b_ret, b_out) = finish(a), finish(b)
 
         assert (a_ret, b_ret) == (0, 0), a_out + b_out
-        nodeids = json.loads((pytester.path / ".pytest_cache/v/cache/nodeids").read_text())
+        nodeids = json.loads(
+            (pytester.path / ".pytest_cache/v/cache/nodeids").read_text()
+        )
         assert nodeids == ["test_a.py::test_a", "test_b.py::test_b"]

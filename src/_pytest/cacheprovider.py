@@ -123,7 +123,9 @@ def _make_cachedir(target: Path) -> None:
     """
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(
-            errno.ENOTDIR, "the cache directory path exists and is not a directory", str(target)
+            errno.ENOTDIR,
+            "the cache directory path exists and is not a directory",
+            str(target),
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = _make_private_dir(target.parent)
@@ -216,7 +218,9 @@ def _pid_is_running(pid: int) -> bool:
     return True
 
 
-def _is_orphan(entry: os.DirEntry[str], *, consider_orphaned_if_older_than: float) -> bool:
+def _is_orphan(
+    entry: os.DirEntry[str], *, consider_orphaned_if_older_than: float
+) -> bool:
     """Whether the private entry ``entry`` was abandoned by its creator.
 
     The name carries the creator's pid: once that pid no longer runs here the
@@ -257,7 +261,9 @@ def _discard(path: Path, *, warn: bool) -> None:
         claimed.unlink()
 
 
-def _iter_private_entries(directory: Path, *, recursive: bool) -> Iterator[os.DirEntry[str]]:
+def _iter_private_entries(
+    directory: Path, *, recursive: bool
+) -> Iterator[os.DirEntry[str]]:
     """Private entries below ``directory``, looking at a bounded number of entries."""
     pending = [directory]
     seen = 0
@@ -295,12 +301,21 @@ def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) ->
     ):
         for entry in _iter_private_entries(directory, recursive=recursive):
             try:
-                if _is_orphan(entry, consider_orphaned_if_older_than=consider_orphaned_if_older_than):
+                if _is_orphan(
+                    entry,
+                    consider_orphaned_if_older_than=consider_orphaned_if_older_than,
+                ):
                     _discard(Path(entry.path), warn=False)
                     removed += 1
             except OSError as e:
                 # ENOENT: removed meanwhile; EACCES/EPERM/EROFS/EBUSY: not ours to remove.
-                if e.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY):
+                if e.errno not in (
+                    errno.ENOENT,
+                    errno.EACCES,
+                    errno.EPERM,
+                    errno.EROFS,
+                    errno.EBUSY,
+                ):
                     raise
     return removed
 
@@ -367,7 +382,9 @@ def _merge_lastfailed(
     if not isinstance(ours, dict):
         return ours
     merged = dict(on_disk) if isinstance(on_disk, dict) else {}
-    changed = {k for k in at_start.keys() | ours.keys() if at_start.get(k) != ours.get(k)}
+    changed = {
+        k for k in at_start.keys() | ours.keys() if at_start.get(k) != ours.get(k)
+    }
     for nodeid in changed | ran:
         if nodeid in ours:
             merged[nodeid] = ours[nodeid]
@@ -514,6 +531,10 @@ class NFPlugin:
 
 def pytest_unconfigure(config: Config) -> None:
     # The owning process sweeps once per run; workers and --cache-show do not write.
-    if config.cache is None or hasattr(config, "workerinput") or config.option.cacheshow:
+    if (
+        config.cache is None
+        or hasattr(config, "workerinput")
+        or config.option.cacheshow
+    ):
         return
     config.cache._sweep()

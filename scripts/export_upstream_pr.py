@@ -1,0 +1,978 @@
+"""Export our cache fix as a local pull-request branch on a pytest git checkout.
+
+Who runs it, when: a maintainer of this fork, by hand (or ``tox -e export --
+PYTEST_CHECKOUT``), when the overlay is ready to be proposed upstream.  It never
+pushes.  Upstream accepts no unattended agent output: the branch is a draft that
+a human reviews, rewords where needed (``git commit --amend``), adds themselves to
+``AUTHORS`` on, and pushes to their own fork.
+
+    python scripts/export_upstream_pr.py ~/src/pytest                  # onto main
+    python scripts/export_upstream_pr.py ~/src/pytest --onto 8.2.0 --skip-checks
+
+Steps, each of which stops the export with a non-zero exit when it fails:
+
+1. Refuse a dirty work tree or an existing branch; resolve ``--onto`` (default
+   ``main``) and pick the recorded base (``backend/bases.json``) whose reviewed
+   fingerprints match upstream's ``src/_pytest/cacheprovider.py`` at that ref,
+   trying the nearest tag (``git describe``) first.  When none fits, name the
+   definitions that diverged: the overlay must be adapted, because merging it
+   anyway would silently revert upstream's changes to them.
+2. Build one commit off the ref without touching the work tree (a temporary git
+   index): the module merged by the build's own ``overlay_backend.merged_module``,
+   our exportable regression tests (``EXPORTED_TESTS``) in upstream's
+   ``testing/``, our ``changelog/<issue>.<type>.rst`` fragments, and a message
+   shaped like upstream's (summary, why, test plan, ``closes #NNNN``).  Check
+   that it touches only ``ALLOWED_PATHS``, then create the branch and check it out.
+3. Unless ``--skip-checks``: upstream's ruff (the version its pre-commit pins,
+   with its config) on the changed files, mypy (likewise) on them, and upstream's
+   ``testing/test_cacheprovider.py`` plus the exported tests against the commit
+   installed into a private venv.  Then print the diffstat and the branch name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+import contextlib
+import dataclasses
+import json
+import os
+from pathlib import Path
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+
+import libcst as cst
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "backend"))
+
+import overlay_backend  # noqa: E402
+import overlay_merge  # noqa: E402
+
+
+#: The module we change, in upstream's layout and in ours (the overlay).
+MODULE_PATH = "src/_pytest/cacheprovider.py"
+BASES_PATH = "backend/bases.json"
+#: Our test files that are self-contained pytester tests meant for upstream, and
+#: their name in upstream's ``testing/``.  Every other file of ours stays here.
+EXPORTED_TESTS: dict[str, str] = {
+    "testing/test_cacheprovider_races.py": "testing/test_cacheprovider_concurrency.py",
+}
+#: Upstream's own tests of the module, run with the exported ones.
+UPSTREAM_TESTS = ("testing/test_cacheprovider.py",)
+#: What the exported diff may touch: exact paths, then folder prefixes.
+ALLOWED_PATHS = (MODULE_PATH, "AUTHORS")
+ALLOWED_PREFIXES = ("testing/", "changelog/")
+DEFAULT_REF = "main"
+BRANCH_TEMPLATE = "cache-races-{ref}"
+XDIST_VERSION = "3.8.0"
+#: A changelog fragment: ``<issue>.<type>.rst`` or ``<issue>.<type>.<n>.rst``.
+FRAGMENT_NAME = re.compile(r"^(?P<issue>\d+)\.(?P<type>[a-z]+)(?:\.(?P<n>\d+))?\.rst$")
+#: Upstream's fragment types when its pyproject does not list them (towncrier's config).
+DEFAULT_FRAGMENT_TYPES = frozenset(
+    {
+        "feature",
+        "improvement",
+        "bugfix",
+        "doc",
+        "deprecation",
+        "breaking",
+        "vendor",
+        "packaging",
+        "contrib",
+        "misc",
+    }
+)
+#: Seconds each kind of command may take (2 shared cores, cold caches).
+GIT_TIMEOUT = 120.0
+INSTALL_TIMEOUT = 900.0
+LINT_TIMEOUT = 600.0
+TEST_TIMEOUT = 1800.0
+#: Lines of a failing command's output shown in the report.
+OUTPUT_TAIL = 60
+#: Run upstream's tests with the DAC capabilities dropped when root, so its
+#: permission tests run instead of skipping (``chmod`` does not bind root).
+DROP_DAC = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+)
+#: Environment variables that would change how the checks run.
+SCRUBBED_ENV = (
+    "PYTEST_ADDOPTS",
+    "PYTEST_PLUGINS",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+)
+
+COMMIT_SUMMARY = "cacheprovider: make the cache safe for concurrent processes"
+
+COMMIT_WHY = """\
+Several processes share one cache directory: xdist workers, and pytest sessions
+started at once on one checkout.  The cache dir is published by a rename that can
+lose to another process (#12381 swallowed that error, #12580 added Windows'
+variant), `Cache.set` truncates a value file in place so a concurrent `get` can
+read a partly written value, `--cache-clear` can run again in a worker that xdist
+starts late, a killed process leaves its temporary directory behind, and sessions
+that overlap overwrite each other's `lastfailed` entries.
+
+The cache dir and every value file are now written under a private name and
+published with a single rename; `--cache-clear` runs once, in the process that
+owns the run; `cache/lastfailed` and `cache/nodeids` are merged into what is on
+disk under a lock; and a later session sweeps private entries left by a killed
+process.  `Cache.set` still only warns and `Cache.get` still returns the default
+on unreadable data."""
+
+COMMIT_TEMPLATE = """\
+{summary}
+
+{why}
+
+Changelog:
+{changes}
+
+Test plan:
+{test_plan}
+
+{closes}
+"""
+
+TEST_PLAN_TEMPLATE = """\
+Deterministic regression tests, no sleeps: each forces its interleaving with
+bounded file barriers between real xdist workers or sessions, so it fails on
+every release that has the race:
+{tests}
+
+    python -m pytest {test_files}
+    ruff check / ruff format --check on the changed files, mypy {module}"""
+
+NO_BASE_ADVICE = """\
+Nothing was exported: merging the overlay into this code would silently revert
+upstream's changes to the definitions above.  Adapt the overlay to this upstream
+code, review the merge, and record a base for it in backend/bases.json
+(python backend/overlay_backend.py merged BASE UPSTREAM.py prints its fingerprints)."""
+
+NEXT_STEPS = """\
+Next: review the branch (git -C {checkout} show {branch}), reword the message in your
+own words if needed (git commit --amend), add yourself to AUTHORS, then push it to
+your fork and open the pull request against {ref}.  Nothing was pushed."""
+
+FAILED_BRANCH_HINT = """\
+The branch {branch} was created and is checked out; to retry, switch back and
+delete it: git -C {checkout} checkout - && git -C {checkout} branch -D {branch}"""
+
+
+class ExportError(Exception):
+    """The export cannot go on; the message says why and what to do."""
+
+
+class NoMatchingBase(ExportError):
+    """No recorded base's reviewed fingerprints match upstream's module at the ref."""
+
+
+class CheckFailed(ExportError):
+    """A command run to check the exported branch failed."""
+
+    def __init__(
+        self, command: Sequence[str], cwd: Path, returncode: int | None, output: str
+    ) -> None:
+        tail = "\n".join(output.rstrip().splitlines()[-OUTPUT_TAIL:])
+        status = "timed out" if returncode is None else f"exited with {returncode}"
+        super().__init__(
+            f"check failed: {_quoted(command)} (in {cwd}) {status}\n{tail}"
+        )
+        self.command = list(command)
+        self.output = output
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseChoice:
+    """The recorded base whose overlay variant fits the ref, and the merge it gave."""
+
+    base: str
+    result: overlay_merge.MergeResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """Everything the export commit carries, keyed by path in upstream's layout."""
+
+    files: dict[str, bytes]
+    tests: list[str]
+    fragments: dict[str, str]
+    issues: list[int]
+
+
+def _progress(message: str) -> None:
+    print(f"export: {message}", file=sys.stderr, flush=True)
+
+
+def _quoted(command: Sequence[str]) -> str:
+    return " ".join(str(part) for part in command)
+
+
+# --- git -------------------------------------------------------------------------------
+
+
+def _git(
+    checkout: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run git in ``checkout`` and return its stdout; ExportError with git's message if it fails."""
+    command = ["git", "-C", str(checkout), *args]
+    try:
+        done = subprocess.run(
+            command,
+            check=False,
+            input=stdin,
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            env=dict(env or os.environ),
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ExportError(f"{_quoted(command)} failed: {e}") from None
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()
+        raise ExportError(f"{_quoted(command)} failed: {message}")
+    return done.stdout.decode("utf-8", errors="replace")
+
+
+def require_clean_checkout(checkout: Path) -> None:
+    """Refuse a checkout with changes or untracked files: the export switches branches."""
+    if not (checkout / ".git").exists():
+        raise ExportError(f"{checkout} is not a git checkout (no .git)")
+    status = _git(checkout, "status", "--porcelain", "--untracked-files=normal")
+    if status.strip():
+        listed = "\n  ".join(status.rstrip().splitlines()[:20])
+        raise ExportError(
+            f"the work tree of {checkout} is dirty; commit or stash first:\n  {listed}"
+        )
+
+
+def resolve_commit(checkout: Path, ref: str) -> str:
+    try:
+        return _git(
+            checkout, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"
+        ).strip()
+    except ExportError:
+        raise ExportError(
+            f"{ref!r} is not a commit in {checkout} (fetch it, with tags, first)"
+        ) from None
+
+
+def nearest_tag(checkout: Path, commit: str) -> str | None:
+    """The nearest release tag reachable from ``commit`` (``git describe``), if any."""
+    try:
+        return _git(
+            checkout, "describe", "--tags", "--abbrev=0", "--match", "[0-9]*", commit
+        ).strip()
+    except ExportError:
+        return None
+
+
+def branch_name(ref: str) -> str:
+    return BRANCH_TEMPLATE.format(ref=re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-."))
+
+
+def require_new_branch(checkout: Path, branch: str) -> None:
+    try:
+        _git(checkout, "check-ref-format", "--branch", branch)
+    except ExportError:
+        raise ExportError(f"{branch!r} is not a valid branch name") from None
+    try:
+        _git(checkout, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    except ExportError:
+        return
+    raise ExportError(
+        f"branch {branch!r} already exists in {checkout}; pass --branch or delete it"
+    )
+
+
+def write_commit(
+    checkout: Path, parent: str, files: Mapping[str, bytes], message: str
+) -> str:
+    """A commit of ``parent`` plus ``files``, made in a private index: the work tree is untouched."""
+    with tempfile.TemporaryDirectory(prefix="pytest-export-index-") as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(checkout, "read-tree", parent, env=env)
+        for path, data in sorted(files.items()):
+            listed = _git(checkout, "ls-tree", parent, "--", path).split()
+            mode = listed[0] if listed else "100644"
+            blob = _git(
+                checkout, "hash-object", "-w", "--stdin", f"--path={path}", stdin=data
+            ).strip()
+            _git(
+                checkout,
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                f"{mode},{blob},{path}",
+                env=env,
+            )
+        tree = _git(checkout, "write-tree", env=env).strip()
+    return _git(
+        checkout, "commit-tree", tree, "-p", parent, "-F", "-", stdin=message.encode()
+    ).strip()
+
+
+def changed_paths(checkout: Path, old: str, new: str) -> list[str]:
+    return _git(checkout, "diff", "--no-renames", "--name-only", old, new).split("\n")[
+        :-1
+    ]
+
+
+def disallowed_paths(paths: Sequence[str]) -> list[str]:
+    """The paths outside ``ALLOWED_PATHS`` and ``ALLOWED_PREFIXES``."""
+    return [
+        p
+        for p in paths
+        if p not in ALLOWED_PATHS and not p.startswith(ALLOWED_PREFIXES)
+    ]
+
+
+# --- choosing the base ------------------------------------------------------------------
+
+
+def release_tuple(version: str) -> tuple[int, int, int] | None:
+    """``(major, minor, micro)`` of a release or pre-release tag like ``9.2.0.dev0``."""
+    match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        return None
+    return (int(match[1]), int(match[2]), int(match[3] or 0))
+
+
+def candidate_bases(bases: Sequence[str], tag: str | None) -> list[str]:
+    """``bases`` in the order to try: the tag's release, then older ones nearest first, then newer."""
+    target = release_tuple(tag) if tag else None
+    if target is None:
+        return sorted(bases, key=lambda b: release_tuple(b) or (0, 0, 0), reverse=True)
+
+    def key(base: str) -> tuple[bool, tuple[int, ...]]:
+        version = release_tuple(base) or (0, 0, 0)
+        if version <= target:
+            return (False, tuple(-part for part in version))
+        return (True, version)
+
+    return sorted(bases, key=key)
+
+
+def _definition_name(node: cst.CSTNode) -> str | None:
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+        return node.name.value
+    if isinstance(node, cst.SimpleStatementLine) and len(node.body) == 1:
+        stmt = node.body[0]
+        if (
+            isinstance(stmt, cst.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0].target, cst.Name)
+        ):
+            return stmt.targets[0].target.value
+        if isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
+            return stmt.target.value
+    return None
+
+
+def definition_fingerprints(source: str) -> dict[str, str]:
+    """Fingerprint of each definition in ``source`` that a merge could replace, by qualified name.
+
+    Named and fingerprinted the way ``overlay_merge.merge`` reports what it
+    replaced (top-level definitions and the members of top-level classes), so a
+    diverged definition can be named even when the merge itself fails.
+    """
+    module = cst.parse_module(source)
+    found: dict[str, str] = {}
+
+    def add(qualname: str, node: cst.CSTNode) -> None:
+        bare = node.with_changes(leading_lines=())
+        found[qualname] = overlay_merge.fingerprint(module.code_for_node(bare))
+
+    for node in module.body:
+        name = _definition_name(node)
+        if name is None:
+            continue
+        add(name, node)
+        if isinstance(node, cst.ClassDef) and isinstance(node.body, cst.IndentedBlock):
+            for member in node.body.body:
+                member_name = _definition_name(member)
+                if member_name is not None:
+                    add(f"{name}.{member_name}", member)
+    return found
+
+
+def diverged_definitions(
+    upstream: Mapping[str, str], entry: Mapping[str, object]
+) -> list[str]:
+    """What in upstream's module no longer is what the base ``entry`` was reviewed against."""
+    replaces = entry.get("replaces", {})
+    adds = entry.get("adds", [])
+    assert isinstance(replaces, dict) and isinstance(adds, list)
+    problems: list[str] = []
+    for name, recorded in sorted(replaces.items()):
+        actual = upstream.get(name)
+        if actual is None:
+            problems.append(f"{name}: no longer defined upstream")
+        elif actual != recorded:
+            problems.append(
+                f"{name}: changed upstream (fingerprint {actual}, reviewed {recorded})"
+            )
+    for name in sorted(adds):
+        if name in upstream:
+            problems.append(
+                f"{name}: now defined upstream, the overlay's would replace it"
+            )
+    return problems
+
+
+@contextlib.contextmanager
+def _backend_reading(source_root: Path) -> Iterator[None]:
+    """Point the build backend at the overlay and bases file of ``source_root``.
+
+    ``overlay_backend`` reads them from module constants; tests export from a
+    small synthetic fork, so the constants are swapped for the call and restored.
+    """
+    saved = overlay_backend.OVERLAY, overlay_backend.BASES_FILE
+    overlay_backend.OVERLAY = source_root / MODULE_PATH
+    overlay_backend.BASES_FILE = source_root / BASES_PATH
+    try:
+        yield
+    finally:
+        overlay_backend.OVERLAY, overlay_backend.BASES_FILE = saved
+
+
+def choose_base(
+    upstream_source: str, source_root: Path, tag: str | None, where: str
+) -> BaseChoice:
+    """The first recorded base, nearest to ``tag`` first, whose merge passes its fingerprint check."""
+    with (source_root / BASES_PATH).open(encoding="utf-8") as f:
+        bases: dict[str, dict[str, object]] = json.load(f)["bases"]
+    order = candidate_bases(list(bases), tag)
+    if not order:
+        raise ExportError(f"{source_root / BASES_PATH} records no base")
+    failures: dict[str, str] = {}
+    with _backend_reading(source_root):
+        for base in order:
+            try:
+                result = overlay_backend.merged_module(base, upstream_source)
+            except overlay_backend.BuildError as e:
+                failures[base] = str(e)
+                _progress(f"base {base} does not fit {where}")
+                continue
+            return BaseChoice(base=base, result=result)
+
+    upstream = definition_fingerprints(upstream_source)
+    nearest = order[0]
+    lines = [
+        f"no recorded base fits {MODULE_PATH} at {where} (nearest tag: {tag or 'none'}): the overlay must be adapted.",
+        f"Diverged from base {nearest} (the nearest):",
+    ]
+    lines += [f"  {p}" for p in diverged_definitions(upstream, bases[nearest])] or [
+        "  (no fingerprint differs)"
+    ]
+    lines += [
+        "The merge said:",
+        *(f"  {line}" for line in failures[nearest].splitlines()),
+    ]
+    for base in order[1:]:
+        names = [p.split(":")[0] for p in diverged_definitions(upstream, bases[base])]
+        lines.append(
+            f"Base {base}: {', '.join(names) or failures[base].splitlines()[0]}"
+        )
+    lines.append(NO_BASE_ADVICE)
+    raise NoMatchingBase("\n".join(lines))
+
+
+# --- what the commit carries ------------------------------------------------------------
+
+
+def fragment_types(pyproject: str) -> frozenset[str]:
+    """The changelog fragment types upstream's towncrier config accepts."""
+    try:
+        types = (
+            tomllib.loads(pyproject)
+            .get("tool", {})
+            .get("towncrier", {})
+            .get("type", [])
+        )
+    except tomllib.TOMLDecodeError:
+        types = []
+    names = frozenset(
+        t["directory"] for t in types if isinstance(t, dict) and "directory" in t
+    )
+    return names or DEFAULT_FRAGMENT_TYPES
+
+
+def collect_fragments(
+    source_root: Path, allowed_types: frozenset[str]
+) -> dict[str, str]:
+    """Our changelog fragments by file name; names that start with a digit must be well-formed."""
+    folder = source_root / "changelog"
+    fragments: dict[str, str] = {}
+    for path in sorted(folder.glob("*.rst")) if folder.is_dir() else []:
+        if not path.name[:1].isdigit():
+            continue  # README.rst, _template.rst
+        match = FRAGMENT_NAME.match(path.name)
+        if match is None:
+            raise ExportError(
+                f"changelog fragment {path.name!r} is not named <issue>.<type>.rst"
+            )
+        if match["type"] not in allowed_types:
+            raise ExportError(
+                f"changelog fragment {path.name!r} has type {match['type']!r}; "
+                f"upstream accepts {', '.join(sorted(allowed_types))}"
+            )
+        fragments[path.name] = path.read_text(encoding="utf-8")
+    if not fragments:
+        raise ExportError(
+            f"no changelog fragments in {folder}: an upstream PR needs one"
+        )
+    return fragments
+
+
+def test_names(source: str) -> list[str]:
+    """``Class (n tests)`` and ``test_function`` names of a test module, for the test plan."""
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            count = sum(
+                isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.name.startswith("test")
+                for n in node.body
+            )
+            names.append(f"{node.name} ({count} test{'s' if count != 1 else ''})")
+        elif isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef)
+        ) and node.name.startswith("test"):
+            names.append(node.name)
+    return names
+
+
+def commit_message(export: Export, *, co_authors: Sequence[str] = ()) -> str:
+    tests = []
+    for path in export.tests:
+        tests.append(f"  {path}:")
+        tests += [
+            f"    {name}" for name in test_names(export.files[path].decode("utf-8"))
+        ]
+    test_plan = TEST_PLAN_TEMPLATE.format(
+        tests="\n".join(tests),
+        test_files=" ".join([*UPSTREAM_TESTS, *export.tests]),
+        module=MODULE_PATH,
+    )
+    changes = "\n".join(
+        f"* {' '.join(text.split())} ({name})"
+        for name, text in sorted(export.fragments.items())
+    )
+    closes = "\n".join(f"closes #{issue}" for issue in export.issues)
+    message = COMMIT_TEMPLATE.format(
+        summary=COMMIT_SUMMARY,
+        why=COMMIT_WHY,
+        changes=changes,
+        test_plan=test_plan,
+        closes=closes,
+    )
+    if co_authors:
+        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
+    return message
+
+
+def collect_export(
+    checkout: Path, ref_commit: str, source_root: Path, merged: str
+) -> Export:
+    """The files of the export commit, refusing to overwrite upstream's tests or fragments."""
+    files: dict[str, bytes] = {MODULE_PATH: merged.encode("utf-8")}
+    existing = set(
+        _git(
+            checkout,
+            "ls-tree",
+            "-r",
+            "--name-only",
+            ref_commit,
+            "--",
+            "testing",
+            "changelog",
+        ).split()
+    )
+    tests: list[str] = []
+    for ours, theirs in EXPORTED_TESTS.items():
+        source = source_root / ours
+        if not source.is_file():
+            raise ExportError(
+                f"{source} is missing: the export needs our regression tests"
+            )
+        if theirs in existing:
+            raise ExportError(
+                f"{theirs} already exists upstream; map {ours} to another name in EXPORTED_TESTS"
+            )
+        files[theirs] = source.read_bytes()
+        tests.append(theirs)
+    pyproject = _git(checkout, "show", f"{ref_commit}:pyproject.toml")
+    fragments = collect_fragments(source_root, fragment_types(pyproject))
+    for name, text in fragments.items():
+        path = f"changelog/{name}"
+        if path in existing:
+            raise ExportError(
+                f"upstream already has {path}; rename ours (e.g. a .1 suffix)"
+            )
+        files[path] = text.encode("utf-8")
+    issues = sorted({int(name.split(".")[0]) for name in fragments})
+    return Export(files=files, tests=tests, fragments=fragments, issues=issues)
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def _check_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(
+        PYTHONDONTWRITEBYTECODE="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        **extra,
+    )
+    return env
+
+
+def run_check(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run one check command; its combined output, or CheckFailed naming the command."""
+    try:
+        done = subprocess.run(
+            list(command),
+            check=False,
+            cwd=cwd,
+            env=dict(env or _check_env()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as e:
+        out = (
+            e.output.decode(errors="replace")
+            if isinstance(e.output, bytes)
+            else e.output or ""
+        )
+        raise CheckFailed(command, cwd, None, out) from None
+    except OSError as e:
+        raise CheckFailed(command, cwd, 127, str(e)) from None
+    if done.returncode != 0:
+        raise CheckFailed(command, cwd, done.returncode, done.stdout)
+    return done.stdout
+
+
+def precommit_pins(config: str) -> dict[str, list[str]]:
+    """Requirements for ruff and mypy at the versions upstream's pre-commit config pins.
+
+    A small reader for the two hooks (no YAML parser needed): the ``rev`` of the
+    ``ruff-pre-commit`` and ``mirrors-mypy`` repos, and mypy's ``additional_dependencies``.
+    """
+    pins: dict[str, list[str]] = {}
+    for tool, repo in (("ruff", "ruff-pre-commit"), ("mypy", "mirrors-mypy")):
+        match = re.search(
+            rf"repo:\s*\S*/{repo}\s*\n\s*rev:\s*[\"']?v?([0-9][\w.]*)", config
+        )
+        if match:
+            pins[tool] = [f"{tool}=={match[1]}"]
+    if "mypy" in pins:
+        after = config[config.index("mirrors-mypy") :]
+        deps = re.search(
+            r"^( *)additional_dependencies:\s*\n((?:\1 +(?:- .*|#.*)\n)+)",
+            after,
+            re.MULTILINE,
+        )
+        if deps:
+            for line in deps[2].splitlines():
+                item = line.strip()
+                if item.startswith("- "):
+                    pins["mypy"].append(item[2:].strip().strip("\"'"))
+    return pins
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+
+
+def summary_line(output: str) -> str:
+    """The final ``== 54 passed, 2 skipped in 3.1s ==`` line, without the bars."""
+    for line in reversed(output.splitlines()):
+        match = re.match(r"^=+ (.+ in [\d.]+s.*?) =+$", line.strip())
+        if match:
+            return match[1]
+    return "(no summary line)"
+
+
+def _install_linters(python: Path, checkout: Path) -> dict[str, Path | None]:
+    """Install ruff and mypy at upstream's pinned versions in the venv; a tool that cannot be had is None."""
+    config_path = checkout / ".pre-commit-config.yaml"
+    pins = (
+        precommit_pins(config_path.read_text(encoding="utf-8"))
+        if config_path.is_file()
+        else {}
+    )
+    tools: dict[str, Path | None] = {}
+    for tool in ("ruff", "mypy"):
+        requirements = pins.get(tool, [tool])
+        _progress(f"installing {' '.join(requirements)}")
+        try:
+            run_check(
+                [str(python), "-m", "pip", "install", *requirements],
+                cwd=checkout,
+                timeout=INSTALL_TIMEOUT,
+            )
+        except CheckFailed as e:
+            fallback = shutil.which(tool)
+            _progress(
+                f"WARNING: {tool} unavailable as pinned ({e.command[-1]}); using {fallback or 'none'}"
+            )
+            tools[tool] = Path(fallback) if fallback else None
+            continue
+        tools[tool] = python.parent / tool
+    return tools
+
+
+def run_checks(
+    checkout: Path, ref_commit: str, branch_commit: str, export: Export, version: str
+) -> list[str]:
+    """Lint and test the exported commit; a summary line per check, or CheckFailed."""
+    changed_py = [
+        p
+        for p in changed_paths(checkout, ref_commit, branch_commit)
+        if p.endswith(".py")
+    ]
+    work = Path(tempfile.mkdtemp(prefix="pytest-export-"))
+    _progress(f"checks work in {work} (kept if a check fails)")
+    results: list[str] = []
+
+    _progress(f"exporting {branch_commit[:12]} into {work / 'src'}")
+    archive = work / "src.tar"
+    _git(checkout, "archive", "--format=tar", f"--output={archive}", branch_commit)
+    with tarfile.open(archive) as tf:
+        tf.extractall(work / "src", filter="data")
+
+    venv = work / "venv"
+    python = venv_python(venv)
+    _progress(f"creating the private venv {venv}")
+    run_check(
+        [sys.executable, "-m", "venv", str(venv)], cwd=work, timeout=INSTALL_TIMEOUT
+    )
+    _progress(
+        f"installing the commit as pytest {version} with pytest-xdist {XDIST_VERSION}"
+    )
+    install_env = _check_env(SETUPTOOLS_SCM_PRETEND_VERSION=version)
+    run_check(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            str(work / "src"),
+            f"pytest-xdist=={XDIST_VERSION}",
+        ],
+        cwd=work,
+        timeout=INSTALL_TIMEOUT,
+        env=install_env,
+    )
+    tools = _install_linters(python, checkout)
+
+    ruff = tools["ruff"]
+    if ruff is None:
+        results.append("ruff: SKIPPED (not installable, not on PATH)")
+    else:
+        version_out = run_check(
+            [str(ruff), "--version"], cwd=checkout, timeout=LINT_TIMEOUT
+        ).strip()
+        _progress(f"{version_out}: check and format --check on {len(changed_py)} files")
+        run_check(
+            [str(ruff), "check", "--no-fix", "--no-cache", *changed_py],
+            cwd=checkout,
+            timeout=LINT_TIMEOUT,
+        )
+        run_check(
+            [str(ruff), "format", "--check", "--no-cache", *changed_py],
+            cwd=checkout,
+            timeout=LINT_TIMEOUT,
+        )
+        results.append(
+            f"{version_out} check + format --check: clean ({', '.join(changed_py)})"
+        )
+
+    mypy = tools["mypy"]
+    if mypy is None:
+        results.append("mypy: SKIPPED (not installable, not on PATH)")
+    else:
+        results.append(_run_mypy(mypy, work, changed_py))
+
+    probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
+    location = Path(
+        run_check(
+            [str(python), "-c", probe], cwd=checkout, timeout=LINT_TIMEOUT
+        ).strip()
+    )
+    if checkout.resolve() in location.resolve().parents:
+        raise ExportError(
+            f"_pytest imports from the checkout ({location}), not from the private venv"
+        )
+    if location.read_bytes() != export.files[MODULE_PATH]:
+        raise ExportError(f"the installed {location} is not the exported module")
+
+    test_files = [*UPSTREAM_TESTS, *export.tests]
+    command = [
+        str(python),
+        "-m",
+        "pytest",
+        *test_files,
+        f"--basetemp={work / 'basetemp'}",
+        "-o",
+        f"cache_dir={work / 'outer-cache'}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0]):
+        command = [*DROP_DAC, *command]
+    _progress(f"running {' '.join(test_files)}")
+    output = run_check(command, cwd=checkout, timeout=TEST_TIMEOUT)
+    results.append(f"pytest {' '.join(test_files)}: {summary_line(output)}")
+
+    dirty = _git(checkout, "status", "--porcelain", "--untracked-files=normal").strip()
+    if dirty:
+        raise ExportError(f"the checks left changes in {checkout}:\n{dirty}")
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _run_mypy(mypy: Path, work: Path, changed_py: Sequence[str]) -> str:
+    """Run mypy with upstream's config on the changed files, in the installed copy of the commit.
+
+    The copy has ``_pytest/_version.py`` (written by the install), which a plain
+    checkout lacks.  Errors outside the changed files come from the environment
+    (stub versions), not from the export, and are shown as a warning.
+    """
+    command = [str(mypy), "--cache-dir", str(work / "mypy-cache"), *changed_py]
+    _progress(f"running {_quoted(command)}")
+    try:
+        output = run_check(command, cwd=work / "src", timeout=LINT_TIMEOUT)
+    except CheckFailed as e:
+        ours = [
+            line for line in e.output.splitlines() if line.split(":")[0] in changed_py
+        ]
+        if ours:
+            raise
+        _progress(
+            "WARNING: mypy reports errors only outside the changed files:\n"
+            + e.output.rstrip()
+        )
+        return "mypy: clean on the changed files (errors elsewhere, see above)"
+    return f"mypy: {output.strip().splitlines()[-1]}"
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "checkout", type=Path, metavar="PYTEST_CHECKOUT", help="a pytest git checkout"
+    )
+    parser.add_argument(
+        "--onto",
+        default=DEFAULT_REF,
+        metavar="REF",
+        help="branch off this ref (default: main)",
+    )
+    parser.add_argument(
+        "--branch", metavar="NAME", help=f"branch name (default: {BRANCH_TEMPLATE})"
+    )
+    parser.add_argument(
+        "--skip-checks", action="store_true", help="skip linters and tests (quick runs)"
+    )
+    parser.add_argument(
+        "--co-authored-by",
+        action="append",
+        default=[],
+        metavar="'NAME <EMAIL>'",
+        help="add a Co-authored-by trailer (upstream asks to credit AI tools this way)",
+    )
+    parser.add_argument(
+        "--source-root",
+        type=Path,
+        default=REPO_ROOT,
+        help="the fork checkout to export: overlay, bases.json, testing/, changelog/ (default: this one)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    checkout: Path = args.checkout.resolve()
+    source_root: Path = args.source_root.resolve()
+    branch: str = args.branch or branch_name(args.onto)
+    created = False
+    try:
+        require_clean_checkout(checkout)
+        ref_commit = resolve_commit(checkout, args.onto)
+        require_new_branch(checkout, branch)
+        tag = nearest_tag(checkout, ref_commit)
+        where = f"{args.onto} ({ref_commit[:12]})"
+        _progress(f"onto {where}, nearest tag {tag or 'none'}")
+        upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
+        choice = choose_base(upstream, source_root, tag, where)
+        _progress(
+            f"base {choice.base} fits: replacing {len(choice.result.replaced)} and adding "
+            f"{len(choice.result.added)} definitions"
+        )
+        export = collect_export(checkout, ref_commit, source_root, choice.result.code)
+        message = commit_message(export, co_authors=args.co_authored_by)
+        commit = write_commit(checkout, ref_commit, export.files, message)
+        outside = disallowed_paths(changed_paths(checkout, ref_commit, commit))
+        if outside:
+            raise ExportError(
+                f"the export would touch paths outside {ALLOWED_PATHS + ALLOWED_PREFIXES}: {outside}"
+            )
+        _git(checkout, "branch", branch, commit)
+        created = True
+        _git(checkout, "checkout", "--quiet", branch)
+        _progress(f"created branch {branch} at {commit[:12]}")
+        results: list[str] = []
+        if args.skip_checks:
+            results.append("checks SKIPPED (--skip-checks)")
+        else:
+            if tag is None:
+                raise ExportError(
+                    f"no release tag reachable from {args.onto}: cannot set a version to install"
+                )
+            results = run_checks(checkout, ref_commit, commit, export, tag)
+    except ExportError as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        if created:
+            print(
+                FAILED_BRANCH_HINT.format(branch=branch, checkout=checkout),
+                file=sys.stderr,
+            )
+        return 1
+
+    print(_git(checkout, "diff", "--stat", ref_commit, commit).rstrip())
+    print(f"base: {choice.base}; replaced: {', '.join(sorted(choice.result.replaced))}")
+    for line in results:
+        print(line)
+    print(f"branch: {branch} (off {args.onto}, commit {commit[:12]})")
+    print(NEXT_STEPS.format(checkout=checkout, branch=branch, ref=args.onto))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
