@@ -120,7 +120,7 @@ def _with_blank_lines(node: cst.CSTNode, count: int) -> _Definition:
     lines = list(_leading_lines(node))
     while lines and lines[0].comment is None:
         lines.pop(0)
-    return _with_leading_lines(node, [*(cst.EmptyLine() for _ in range(count)), *lines])
+    return _with_leading_lines(node, [*(cst.EmptyLine(indent=False) for _ in range(count)), *lines])
 
 
 @dataclasses.dataclass
@@ -195,6 +195,8 @@ def _import_entries(node: cst.SimpleStatementLine) -> list[cst.SimpleStatementLi
         names = stmt.names
         assert not isinstance(names, cst.ImportStar)
         for alias in names:
+            if isinstance(stmt, cst.Import) and isinstance(alias.name, cst.Attribute):
+                raise MergeError("unsupported construct in overlay: dotted import (use 'from x import y')")
             bare = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
             single: cst.Import | cst.ImportFrom
             if isinstance(stmt, cst.ImportFrom):
@@ -278,7 +280,7 @@ def _merge_imports(
         if previous_section is None:
             leading = list(first_leading)
         elif section != previous_section:
-            leading = [cst.EmptyLine(), *comments]
+            leading = [cst.EmptyLine(indent=False), *comments]
         else:
             leading = comments
         out.append(node.with_changes(leading_lines=leading))

@@ -62,10 +62,12 @@ import overlay_merge  # noqa: E402
 #: The module we change, in upstream's layout and in ours (the overlay).
 MODULE_PATH = "src/_pytest/cacheprovider.py"
 BASES_PATH = "backend/bases.json"
-#: Our test files that are self-contained pytester tests meant for upstream, and
-#: their name in upstream's ``testing/``.  Every other file of ours stays here.
+#: Our test files that are self-contained tests meant for upstream (they import
+#: only ``_pytest``/``pytest``), and their path in upstream's ``testing/``.  Their
+#: names are kept: they refer to each other.  Every other file of ours stays here.
 EXPORTED_TESTS: dict[str, str] = {
-    "testing/test_cacheprovider_races.py": "testing/test_cacheprovider_concurrency.py",
+    "testing/test_cacheprovider_races.py": "testing/test_cacheprovider_races.py",
+    "testing/test_cacheprovider_units.py": "testing/test_cacheprovider_units.py",
 }
 #: Upstream's own tests of the module, run with the exported ones.
 UPSTREAM_TESTS = ("testing/test_cacheprovider.py",)

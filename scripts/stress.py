@@ -21,6 +21,7 @@ import dataclasses
 import os
 from pathlib import Path
 import random
+import re
 import shutil
 import sys
 import tempfile

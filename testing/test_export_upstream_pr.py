@@ -1,0 +1,516 @@
+"""Tests of ``scripts/export_upstream_pr.py`` on a small synthetic pytest checkout.
+
+Fast and offline: a git repository in ``tmp_path`` stands in for pytest (a fake
+``src/_pytest/cacheprovider.py`` with a few definitions), and a fake fork (overlay,
+``bases.json``, tests, changelog fragments) is passed with ``--source-root``.  The
+checks step (venv, linters, upstream's tests) is skipped with ``--skip-checks``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "backend")]
+
+import export_upstream_pr as export  # noqa: E402
+import overlay_merge  # noqa: E402
+
+
+UPSTREAM_MODULE = '''\
+"""Fake upstream cacheprovider."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+README_CONTENT = "cache"
+
+
+class Cache:
+    def __init__(self, cachedir: Path) -> None:
+        self._cachedir = cachedir
+
+    def set(self, key: str, value: object) -> None:
+        path = self._cachedir / key
+        path.write_text(json.dumps(value))
+
+
+def pytest_configure(config: object) -> None:
+    pass
+'''
+
+OVERLAY = '''\
+"""Overlay of the fake module."""
+
+from __future__ import annotations
+
+import os
+
+
+def _write_atomic(path: Path, data: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+class Cache:
+    def set(self, key: str, value: object) -> None:
+        _write_atomic(self._cachedir / key, json.dumps(value))
+'''
+
+EXPORTED_TEST = """\
+from __future__ import annotations
+
+from _pytest.pytester import Pytester
+
+
+class TestAtomicSet:
+    def test_value_appears_whole(self, pytester: Pytester) -> None:
+        pass
+
+    def test_no_temp_file_left(self, pytester: Pytester) -> None:
+        pass
+
+
+def test_standalone(pytester: Pytester) -> None:
+    pass
+"""
+
+UPSTREAM_PYPROJECT = """\
+[project]
+name = "pytest"
+
+[[tool.towncrier.type]]
+directory = "bugfix"
+name = "Bug Fixes"
+
+[[tool.towncrier.type]]
+directory = "improvement"
+name = "Improvements"
+"""
+
+FRAGMENTS = {
+    "12381.bugfix.rst": "Fixed a crash when several processes create the cache directory at once.\n",
+    "6423.bugfix.rst": "Sessions that overlap no longer lose each other's ``lastfailed`` entries.\n",
+}
+EXPORTED_PATHS = {
+    "src/_pytest/cacheprovider.py",
+    "testing/test_cacheprovider_concurrency.py",
+    "changelog/12381.bugfix.rst",
+    "changelog/6423.bugfix.rst",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def base_entry(
+    upstream_source: str, overlay_source: str = OVERLAY
+) -> dict[str, object]:
+    """A bases.json entry recording what the merge does to ``upstream_source``."""
+    result = overlay_merge.merge(upstream_source, overlay_source)
+    return {"replaces": result.replaced, "adds": result.added, "keep": []}
+
+
+def record_bases(fork: Path, bases: dict[str, dict[str, object]]) -> None:
+    default = next(iter(bases))
+    write(
+        fork, {"backend/bases.json": json.dumps({"default": default, "bases": bases})}
+    )
+
+
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed identity and no user or system git config, for every git the tests start."""
+    for var in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        monkeypatch.setenv(f"{var}_NAME", "Test Exporter")
+        monkeypatch.setenv(f"{var}_EMAIL", "exporter@example.invalid")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    """A fake pytest checkout: tag 8.2.0, then one unrelated commit on main."""
+    repo = tmp_path / "pytest"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    write(
+        repo,
+        {
+            export.MODULE_PATH: UPSTREAM_MODULE,
+            "testing/test_cacheprovider.py": "def test_upstream() -> None:\n    pass\n",
+            "changelog/README.rst": "Fragments go here.\n",
+            "pyproject.toml": UPSTREAM_PYPROJECT,
+            "AUTHORS": "Anna\nZoe\n",
+            "README.rst": "pytest\n",
+        },
+    )
+    commit_all(repo, "Release 8.2.0")
+    git(repo, "tag", "8.2.0")
+    write(repo, {"README.rst": "pytest, newer\n"})
+    commit_all(repo, "Reword the README")
+    return repo
+
+
+@pytest.fixture
+def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake fork: the overlay, a base recorded for 8.2.0, our tests and fragments.
+
+    Its one exported test file is renamed on the way, as ``EXPORTED_TESTS`` allows.
+    """
+    monkeypatch.setattr(
+        export,
+        "EXPORTED_TESTS",
+        {"testing/test_races.py": "testing/test_cacheprovider_concurrency.py"},
+    )
+    root = tmp_path / "fork"
+    write(
+        root,
+        {
+            export.MODULE_PATH: OVERLAY,
+            "testing/test_races.py": EXPORTED_TEST,
+            "testing/test_our_scripts.py": "def test_not_exported() -> None:\n    pass\n",
+            "changelog/README.rst": "Our fragments.\n",
+            **{f"changelog/{name}": text for name, text in FRAGMENTS.items()},
+        },
+    )
+    record_bases(root, {"8.2.0": base_entry(UPSTREAM_MODULE)})
+    return root
+
+
+def run_export(upstream: Path, fork: Path, *args: str) -> int:
+    return export.main(
+        [str(upstream), "--source-root", str(fork), "--skip-checks", *args]
+    )
+
+
+def branches(repo: Path) -> set[str]:
+    return set(git(repo, "branch", "--format=%(refname:short)").split())
+
+
+class TestBranch:
+    def test_branch_off_the_ref_touches_only_allowed_paths(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert run_export(upstream, fork, "--onto", "8.2.0") == 0
+
+        assert git(upstream, "branch", "--show-current") == "cache-races-8.2.0"
+        assert git(upstream, "rev-parse", "HEAD^") == git(
+            upstream, "rev-parse", "8.2.0^{commit}"
+        )
+        changed = set(git(upstream, "diff", "--name-only", "8.2.0", "HEAD").split())
+        assert changed == EXPORTED_PATHS
+        assert git(upstream, "status", "--porcelain") == ""
+        module = (upstream / export.MODULE_PATH).read_text(encoding="utf-8")
+        assert module == overlay_merge.merge(UPSTREAM_MODULE, OVERLAY).code
+        assert (
+            upstream / "testing/test_cacheprovider_concurrency.py"
+        ).read_text() == EXPORTED_TEST
+        assert not (upstream / "testing/test_our_scripts.py").exists()
+        assert (upstream / "changelog/6423.bugfix.rst").read_text() == FRAGMENTS[
+            "6423.bugfix.rst"
+        ]
+        out = capsys.readouterr().out
+        assert "4 files changed" in out
+        assert "branch: cache-races-8.2.0" in out
+        assert "base: 8.2.0; replaced: Cache.set" in out
+
+    def test_default_ref_is_main(self, upstream: Path, fork: Path) -> None:
+        assert run_export(upstream, fork) == 0
+
+        assert git(upstream, "branch", "--show-current") == "cache-races-main"
+        assert git(upstream, "rev-parse", "HEAD^") == git(upstream, "rev-parse", "main")
+
+    def test_commit_message_has_upstreams_shape(
+        self, upstream: Path, fork: Path
+    ) -> None:
+        assert (
+            run_export(
+                upstream, fork, "--co-authored-by", "Helper <helper@example.invalid>"
+            )
+            == 0
+        )
+
+        lines = git(upstream, "log", "-1", "--format=%B").splitlines()
+        assert lines[0] == export.COMMIT_SUMMARY
+        assert len(lines[0]) <= 72
+        assert lines[1] == ""
+        message = "\n".join(lines)
+        assert "\nTest plan:\n" in message
+        assert "TestAtomicSet (2 tests)" in message
+        assert "test_standalone" in message
+        assert (
+            "testing/test_cacheprovider.py testing/test_cacheprovider_concurrency.py"
+            in message
+        )
+        assert "(12381.bugfix.rst)" in message
+        assert [line for line in lines if line.startswith("closes #")] == [
+            "closes #6423",
+            "closes #12381",
+        ]
+        assert lines[-1] == "Co-authored-by: Helper <helper@example.invalid>"
+
+    def test_branch_name_can_be_chosen(self, upstream: Path, fork: Path) -> None:
+        assert run_export(upstream, fork, "--branch", "fix-12381") == 0
+
+        assert git(upstream, "branch", "--show-current") == "fix-12381"
+
+
+class TestRefusals:
+    def test_refuses_a_dirty_work_tree(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (upstream / "README.rst").write_text("local edit\n")
+
+        assert run_export(upstream, fork) == 1
+
+        assert "dirty" in capsys.readouterr().err
+        assert branches(upstream) == {"main"}
+        assert (upstream / "README.rst").read_text() == "local edit\n"
+
+    def test_refuses_untracked_files(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (upstream / "scratch.txt").write_text("notes\n")
+
+        assert run_export(upstream, fork) == 1
+
+        assert "?? scratch.txt" in capsys.readouterr().err
+        assert branches(upstream) == {"main"}
+
+    def test_refuses_an_existing_branch(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        git(upstream, "branch", "cache-races-main")
+
+        assert run_export(upstream, fork) == 1
+
+        assert "already exists" in capsys.readouterr().err
+        assert git(upstream, "rev-parse", "cache-races-main") == git(
+            upstream, "rev-parse", "main"
+        )
+
+    def test_names_the_diverged_definition_and_exports_nothing(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        changed = UPSTREAM_MODULE.replace(
+            "path.write_text(json.dumps(value))", "path.write_text(repr(value))"
+        )
+        write(upstream, {export.MODULE_PATH: changed})
+        commit_all(upstream, "Upstream edits Cache.set")
+        head = git(upstream, "rev-parse", "HEAD")
+
+        assert run_export(upstream, fork) == 1
+
+        err = capsys.readouterr().err
+        assert "Cache.set: changed upstream" in err
+        assert "the overlay must be adapted" in err
+        assert branches(upstream) == {"main"}
+        assert git(upstream, "rev-parse", "HEAD") == head
+        assert git(upstream, "status", "--porcelain") == ""
+
+    def test_names_a_definition_upstream_now_has(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        helper = "\n\ndef _write_atomic(path: Path, data: str) -> None:\n    path.write_text(data)\n"
+        write(upstream, {export.MODULE_PATH: UPSTREAM_MODULE + helper})
+        commit_all(upstream, "Upstream adds its own _write_atomic")
+
+        assert run_export(upstream, fork) == 1
+
+        assert "_write_atomic: now defined upstream" in capsys.readouterr().err
+        assert branches(upstream) == {"main"}
+
+    def test_refuses_paths_outside_the_allowed_ones(
+        self,
+        upstream: Path,
+        fork: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setattr(
+            export,
+            "EXPORTED_TESTS",
+            {"testing/test_races.py": "doc/test_races.py"},
+        )
+
+        assert run_export(upstream, fork) == 1
+
+        err = capsys.readouterr().err
+        assert "outside" in err
+        assert "doc/test_races.py" in err
+        assert branches(upstream) == {"main"}
+
+    def test_refuses_a_fragment_type_upstream_does_not_know(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        write(fork, {"changelog/12410.fix.rst": "Atomic writes.\n"})
+
+        assert run_export(upstream, fork) == 1
+
+        assert "'12410.fix.rst' has type 'fix'" in capsys.readouterr().err
+
+    def test_refuses_to_overwrite_an_upstream_test_file(
+        self,
+        upstream: Path,
+        fork: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setattr(
+            export,
+            "EXPORTED_TESTS",
+            {"testing/test_races.py": "testing/test_cacheprovider.py"},
+        )
+
+        assert run_export(upstream, fork) == 1
+
+        assert (
+            "testing/test_cacheprovider.py already exists upstream"
+            in capsys.readouterr().err
+        )
+        assert branches(upstream) == {"main"}
+
+    def test_refuses_when_our_tests_are_missing(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (fork / "testing/test_races.py").unlink()
+
+        assert run_export(upstream, fork) == 1
+
+        assert "test_races.py is missing" in capsys.readouterr().err
+
+    def test_refuses_without_changelog_fragments(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for name in FRAGMENTS:
+            (fork / "changelog" / name).unlink()
+
+        assert run_export(upstream, fork) == 1
+
+        assert "no changelog fragments" in capsys.readouterr().err
+
+
+class TestBaseChoice:
+    def test_picks_the_base_of_the_nearest_tag(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        newer = UPSTREAM_MODULE.replace(
+            "path = self._cachedir / key", "path = self._cachedir.joinpath(key)"
+        )
+        write(upstream, {export.MODULE_PATH: newer})
+        commit_all(upstream, "Release 9.0.0")
+        git(upstream, "tag", "9.0.0")
+        record_bases(
+            fork, {"8.2.0": base_entry(UPSTREAM_MODULE), "9.0.0": base_entry(newer)}
+        )
+
+        assert run_export(upstream, fork) == 0
+        assert "base: 9.0.0;" in capsys.readouterr().out
+        assert run_export(upstream, fork, "--onto", "8.2.0") == 0
+        assert "base: 8.2.0;" in capsys.readouterr().out
+
+    def test_applies_the_bases_keep_list(self, upstream: Path, fork: Path) -> None:
+        entry = base_entry(
+            UPSTREAM_MODULE, overlay_merge.without_definitions(OVERLAY, ["Cache.set"])
+        )
+        entry["keep"] = ["Cache.set"]
+        record_bases(fork, {"8.2.0": entry})
+
+        assert run_export(upstream, fork) == 0
+
+        module = (upstream / export.MODULE_PATH).read_text(encoding="utf-8")
+        assert "path.write_text(json.dumps(value))" in module
+        assert "def _write_atomic" in module
+
+    def test_candidate_order(self) -> None:
+        bases = ["8.2.0", "8.2.2", "9.1.0", "9.2.0"]
+        assert export.candidate_bases(bases, "9.2.0.dev0") == [
+            "9.2.0",
+            "9.1.0",
+            "8.2.2",
+            "8.2.0",
+        ]
+        assert export.candidate_bases(bases, "8.2.1") == [
+            "8.2.0",
+            "8.2.2",
+            "9.1.0",
+            "9.2.0",
+        ]
+        assert export.candidate_bases(bases, None) == [
+            "9.2.0",
+            "9.1.0",
+            "8.2.2",
+            "8.2.0",
+        ]
+
+    def test_fingerprints_agree_with_the_merge(self) -> None:
+        replaced = overlay_merge.merge(UPSTREAM_MODULE, OVERLAY).replaced
+        found = export.definition_fingerprints(UPSTREAM_MODULE)
+        assert replaced == {name: found[name] for name in replaced}
+        assert {"README_CONTENT", "Cache", "Cache.__init__", "pytest_configure"} <= set(
+            found
+        )
+
+
+class TestCheckHelpers:
+    def test_failing_command_is_named(self, tmp_path: Path) -> None:
+        command = [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
+        with pytest.raises(export.CheckFailed) as excinfo:
+            export.run_check(command, cwd=tmp_path, timeout=60)
+        message = str(excinfo.value)
+        assert export._quoted(command) in message
+        assert "exited with 3" in message
+        assert "boom" in message
+
+    def test_precommit_pins(self) -> None:
+        config = (
+            "repos:\n"
+            "- repo: https://github.com/astral-sh/ruff-pre-commit\n"
+            '  rev: "v0.4.1"\n'
+            "  hooks:\n"
+            "    - id: ruff\n"
+            "-   repo: https://github.com/pre-commit/mirrors-mypy\n"
+            "    rev: v1.9.0\n"
+            "    hooks:\n"
+            "    -   id: mypy\n"
+            "        additional_dependencies:\n"
+            "          - iniconfig>=1.1.0\n"
+            "            # a comment\n"
+            "          - exceptiongroup>=1.0.0rc8\n"
+            "- repo: https://github.com/tox-dev/pyproject-fmt\n"
+        )
+        assert export.precommit_pins(config) == {
+            "ruff": ["ruff==0.4.1"],
+            "mypy": ["mypy==1.9.0", "iniconfig>=1.1.0", "exceptiongroup>=1.0.0rc8"],
+        }
+
+    def test_summary_line(self) -> None:
+        output = "x\n==== 54 passed, 2 skipped in 3.10s ====\n"
+        assert export.summary_line(output) == "54 passed, 2 skipped in 3.10s"
