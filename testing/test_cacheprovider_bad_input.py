@@ -1,0 +1,141 @@
+"""Bad input gets a clear error or a ``PytestCacheWarning``: never a crash, never lost data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import shutil
+import sys
+
+from _pytest.pytester import Pytester
+from _pytest.pytester import RunResult
+import pytest
+
+
+DROP_DAC = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+)
+FAILING_AND_PASSING = """
+def test_fails():
+    assert 0
+
+def test_passes(cache):
+    cache.set("plugin/value", 1)
+"""
+
+
+def no_crash(result: RunResult) -> str:
+    text = "\n".join(result.outlines + result.errlines)
+    assert "INTERNALERROR" not in text and "Traceback" not in text, text
+    return text
+
+
+def run_unprivileged(pytester: Pytester, *args: str) -> RunResult:
+    """Run pytest so that file permissions apply: as root, without DAC capabilities."""
+    command: tuple[str, ...] = (sys.executable, "-m", "pytest", "-p", "no:xdist", *args)
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            if os.environ.get("CI"):
+                pytest.fail("CI runs as root and needs setpriv to test permissions")
+            pytest.skip("as root, permissions only apply with setpriv (util-linux)")
+        command = (*DROP_DAC, *command)
+    return pytester.run(*command, timeout=120)
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_cache_dir_path_is_a_regular_file(pytester: Pytester) -> None:
+    cachefile = pytester.path / ".pytest_cache"
+    cachefile.write_text("not a directory")
+    pytester.makepyfile(
+        FAILING_AND_PASSING
+        + """
+import pytest
+
+def test_mkdir_error_is_clear(cache):
+    with pytest.raises(NotADirectoryError, match="exists and is not a directory"):
+        cache.mkdir("plugin")
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:xdist")
+    text = no_crash(result)
+    result.assert_outcomes(failed=1, passed=2)
+    assert "PytestCacheWarning: could not create cache path" in text
+    assert cachefile.read_text() == "not a directory"
+
+    rerun = pytester.runpytest_subprocess("-p", "no:xdist", "--lf")
+    no_crash(rerun)
+    rerun.assert_outcomes(failed=1, passed=2)
+
+
+def test_unwritable_cache_dir_keeps_its_data(pytester: Pytester) -> None:
+    pytester.makepyfile(FAILING_AND_PASSING)
+    pytester.runpytest_subprocess("-p", "no:xdist")
+    cachedir = pytester.path / ".pytest_cache"
+    before = tree(cachedir)
+    assert "v/cache/lastfailed" in before
+    pytester.makepyfile(test_more="def test_new_failure(): assert 0")
+    dirs = [cachedir, *(p for p in cachedir.rglob("*") if p.is_dir())]
+    for d in dirs:
+        d.chmod(0o555)
+    try:
+        result = run_unprivileged(pytester)
+    finally:
+        for d in dirs:
+            d.chmod(0o755)
+    text = no_crash(result)
+    assert result.ret == 1
+    assert "PytestCacheWarning: cache could not write path" in text
+    assert tree(cachedir) == before
+
+
+def test_read_only_location_warns(pytester: Pytester) -> None:
+    pytester.makepyfile(FAILING_AND_PASSING)
+    pytester.path.chmod(0o555)
+    try:
+        result = run_unprivileged(pytester)
+    finally:
+        pytester.path.chmod(0o755)
+    text = no_crash(result)
+    result.assert_outcomes(failed=1, passed=1)
+    assert "PytestCacheWarning: could not create cache path" in text
+    assert not (pytester.path / ".pytest_cache").exists()
+
+
+@pytest.mark.parametrize("content", ['{"test_x.py::test_a": tr', "", "\x00\x01garbage"])
+def test_corrupt_lastfailed_behaves_as_no_cache(pytester: Pytester, content: str) -> None:
+    pytester.makepyfile(test_x="def test_a(): pass\ndef test_b(): pass")
+    pytester.runpytest_subprocess("-p", "no:xdist")
+    lastfailed = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    lastfailed.write_text(content)
+
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "--lf")
+
+    no_crash(result)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["run-last-failure: no previously failed tests, not deselecting items."])
+    config = pytester.parseconfigure()
+    assert config.cache is not None
+    assert config.cache.get("cache/lastfailed", "default") in ("default", {})
+
+
+def test_private_entry_that_is_a_symlink_is_left_alone(pytester: Pytester) -> None:
+    precious = pytester.path / "precious"
+    precious.mkdir()
+    (precious / "data.json").write_text(json.dumps({"keep": True}))
+    link = pytester.path / "pytest-cache-files-1-deadbeef"  # pid 1 runs: that alone spares it
+    link.symlink_to(precious, target_is_directory=True)
+    stale_link = pytester.path / "pytest-cache-files-999999999-deadbeef"  # no such pid
+    stale_link.symlink_to(precious, target_is_directory=True)
+    pytester.makepyfile(FAILING_AND_PASSING)
+
+    for _ in range(2):
+        no_crash(pytester.runpytest_subprocess("-p", "no:xdist"))
+
+    assert link.is_symlink() and stale_link.is_symlink()
+    assert json.loads((precious / "data.json").read_text()) == {"keep": True}
