@@ -120,7 +120,9 @@ def _with_blank_lines(node: cst.CSTNode, count: int) -> _Definition:
     lines = list(_leading_lines(node))
     while lines and lines[0].comment is None:
         lines.pop(0)
-    return _with_leading_lines(node, [*(cst.EmptyLine(indent=False) for _ in range(count)), *lines])
+    return _with_leading_lines(
+        node, [*(cst.EmptyLine(indent=False) for _ in range(count)), *lines]
+    )
 
 
 @dataclasses.dataclass
@@ -196,7 +198,9 @@ def _import_entries(node: cst.SimpleStatementLine) -> list[cst.SimpleStatementLi
         assert not isinstance(names, cst.ImportStar)
         for alias in names:
             if isinstance(stmt, cst.Import) and isinstance(alias.name, cst.Attribute):
-                raise MergeError("unsupported construct in overlay: dotted import (use 'from x import y')")
+                raise MergeError(
+                    "unsupported construct in overlay: dotted import (use 'from x import y')"
+                )
             bare = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
             single: cst.Import | cst.ImportFrom
             if isinstance(stmt, cst.ImportFrom):

@@ -46,7 +46,11 @@ def run_unprivileged(pytester: Pytester, *args: str) -> RunResult:
 
 
 def tree(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_cache_dir_path_is_a_regular_file(pytester: Pytester) -> None:
@@ -108,7 +112,9 @@ def test_read_only_location_warns(pytester: Pytester) -> None:
 
 
 @pytest.mark.parametrize("content", ['{"test_x.py::test_a": tr', "", "\x00\x01garbage"])
-def test_corrupt_lastfailed_behaves_as_no_cache(pytester: Pytester, content: str) -> None:
+def test_corrupt_lastfailed_behaves_as_no_cache(
+    pytester: Pytester, content: str
+) -> None:
     pytester.makepyfile(test_x="def test_a(): pass\ndef test_b(): pass")
     pytester.runpytest_subprocess("-p", "no:xdist")
     lastfailed = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
@@ -118,7 +124,9 @@ def test_corrupt_lastfailed_behaves_as_no_cache(pytester: Pytester, content: str
 
     no_crash(result)
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["run-last-failure: no previously failed tests, not deselecting items."])
+    result.stdout.fnmatch_lines(
+        ["run-last-failure: no previously failed tests, not deselecting items."]
+    )
     config = pytester.parseconfigure()
     assert config.cache is not None
     assert config.cache.get("cache/lastfailed", "default") in ("default", {})
@@ -128,7 +136,9 @@ def test_private_entry_that_is_a_symlink_is_left_alone(pytester: Pytester) -> No
     precious = pytester.path / "precious"
     precious.mkdir()
     (precious / "data.json").write_text(json.dumps({"keep": True}))
-    link = pytester.path / "pytest-cache-files-1-deadbeef"  # pid 1 runs: that alone spares it
+    link = (
+        pytester.path / "pytest-cache-files-1-deadbeef"
+    )  # pid 1 runs: that alone spares it
     link.symlink_to(precious, target_is_directory=True)
     stale_link = pytester.path / "pytest-cache-files-999999999-deadbeef"  # no such pid
     stale_link.symlink_to(precious, target_is_directory=True)

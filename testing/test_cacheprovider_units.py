@@ -20,7 +20,6 @@ import sys
 import time
 
 from _pytest import cacheprovider
-from _pytest.cacheprovider import _confined_path
 from _pytest.cacheprovider import _is_orphan
 from _pytest.cacheprovider import _make_cachedir
 from _pytest.cacheprovider import _merge_lastfailed
@@ -71,14 +70,32 @@ class TestPublishRace:
     @pytest.mark.parametrize(
         "platform, error",
         [
-            pytest.param("linux", OSError(errno.ENOTEMPTY, "Directory not empty"), id="posix-ENOTEMPTY"),
-            pytest.param("linux", OSError(errno.EEXIST, "File exists"), id="posix-EEXIST"),
-            pytest.param("win32", FileExistsError(errno.EEXIST, "Cannot create a file"), id="windows-EEXIST"),
-            pytest.param("win32", PermissionError(errno.EACCES, "Access is denied"), id="windows-EACCES"),
+            pytest.param(
+                "linux",
+                OSError(errno.ENOTEMPTY, "Directory not empty"),
+                id="posix-ENOTEMPTY",
+            ),
+            pytest.param(
+                "linux", OSError(errno.EEXIST, "File exists"), id="posix-EEXIST"
+            ),
+            pytest.param(
+                "win32",
+                FileExistsError(errno.EEXIST, "Cannot create a file"),
+                id="windows-EEXIST",
+            ),
+            pytest.param(
+                "win32",
+                PermissionError(errno.EACCES, "Access is denied"),
+                id="windows-EACCES",
+            ),
         ],
     )
     def test_loser_keeps_the_winners_dir_and_cleans_up(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str, error: OSError
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        platform: str,
+        error: OSError,
     ) -> None:
         """The loser of the publish race discards its own dir and carries on (#12381)."""
         target = tmp_path / ".pytest_cache"
@@ -90,17 +107,25 @@ class TestPublishRace:
         assert (target / "README.md").read_text() == "the winner's"
         assert private_entries(tmp_path) == []
 
-    def test_access_denied_on_posix_is_an_error(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_access_denied_on_posix_is_an_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """EACCES only means 'lost the race' on Windows; elsewhere it is reported."""
         target = tmp_path / ".pytest_cache"
         with monkeypatch.context() as m:
             m.setattr(sys, "platform", "linux")
-            m.setattr(Path, "rename", rename_after_winner(PermissionError(errno.EACCES, "denied")))
+            m.setattr(
+                Path,
+                "rename",
+                rename_after_winner(PermissionError(errno.EACCES, "denied")),
+            )
             with pytest.raises(PermissionError):
                 _make_cachedir(target)
         assert private_entries(tmp_path) == []
 
-    def test_rename_error_without_a_winner_is_reraised(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_rename_error_without_a_winner_is_reraised(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """ENOTEMPTY with no directory in place is not a lost race."""
 
         def rename(self: Path, target: Path) -> Path:
@@ -114,10 +139,15 @@ class TestPublishRace:
 
     @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, RuntimeError])
     def test_interrupt_between_staging_and_publishing_leaves_nothing(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt: type[BaseException]
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        interrupt: type[BaseException],
     ) -> None:
         def rename(self: Path, target: Path) -> Path:
-            assert private_entries(tmp_path) == [self], "not called with the staging dir"
+            assert private_entries(tmp_path) == [self], (
+                "not called with the staging dir"
+            )
             raise interrupt()
 
         target = tmp_path / ".pytest_cache"
@@ -133,7 +163,9 @@ class TestPublishRace:
     ) -> None:
         real_open = Path.open
 
-        def open_(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        def open_(
+            self: Path, mode: str = "r", *args: object, **kwargs: object
+        ) -> object:
             if self.name == "CACHEDIR.TAG":
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
@@ -154,9 +186,17 @@ class TestPublishRace:
 
 
 class TestPermissions:
-    @pytest.mark.parametrize(("mask", "dir_mode", "file_mode"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+    @pytest.mark.parametrize(
+        ("mask", "dir_mode", "file_mode"),
+        [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)],
+    )
     def test_modes_follow_the_umask_without_changing_it(
-        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, mask: int, dir_mode: int, file_mode: int
+        self,
+        pytester: Pytester,
+        monkeypatch: pytest.MonkeyPatch,
+        mask: int,
+        dir_mode: int,
+        file_mode: int,
     ) -> None:
         """Plain mkdir/open permissions (#12308), and the process umask is never touched."""
         config = pytester.parseconfigure()
@@ -173,7 +213,10 @@ class TestPermissions:
         cachedir = config.cache._cachedir
         for directory in (cachedir, cachedir / "v", cachedir / "v" / "plugin", created):
             assert mode(directory) == dir_mode, directory
-        for file in (*(cachedir / name for name in SUPPORTING_FILES), cachedir / "v" / "plugin" / "value"):
+        for file in (
+            *(cachedir / name for name in SUPPORTING_FILES),
+            cachedir / "v" / "plugin" / "value",
+        ):
             assert mode(file) == file_mode, file
 
 
@@ -191,13 +234,18 @@ class TestAtomicWrite:
 
         with monkeypatch.context() as m:
             m.setattr(os, "replace", replace)
-            with pytest.warns(pytest.PytestCacheWarning, match="cache could not write path .*No space left"):
+            with pytest.warns(
+                pytest.PytestCacheWarning,
+                match="cache could not write path .*No space left",
+            ):
                 cache.set("plugin/value", "new")
 
         assert cache.get("plugin/value", None) == "old"
         assert private_entries(cache._cachedir) == []
 
-    def test_interrupted_write_keeps_the_old_value(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_interrupted_write_keeps_the_old_value(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         target = tmp_path / "value"
         target.write_text('"old"')
 
@@ -230,7 +278,9 @@ class TestAtomicWrite:
             _write_atomic(tmp_path / "value", "1")
         assert (tmp_path / "value").read_text() == "1"
 
-    def test_access_denied_on_posix_is_not_retried(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_access_denied_on_posix_is_not_retried(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         calls = []
 
         def replace(src: str, dst: str) -> None:
@@ -247,13 +297,20 @@ class TestAtomicWrite:
 
 
 class TestKeysConfined:
-    @pytest.mark.parametrize("key", ["../escaped", "plugin/../../escaped", "/absolute/escaped", "//absolute"])
+    @pytest.mark.parametrize(
+        "key", ["../escaped", "plugin/../../escaped", "/absolute/escaped", "//absolute"]
+    )
     def test_escaping_keys_are_rejected(self, pytester: Pytester, key: str) -> None:
-        config = pytester.parseconfigure()
-        assert config.cache is not None
-        for call in (lambda: config.cache.set(key, 1), lambda: config.cache.get(key, None)):  # type: ignore[union-attr]
-            with pytest.raises(ValueError, match="not allowed to escape the cache directory"):
-                call()
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        with pytest.raises(
+            ValueError, match="not allowed to escape the cache directory"
+        ):
+            cache.set(key, 1)
+        with pytest.raises(
+            ValueError, match="not allowed to escape the cache directory"
+        ):
+            cache.get(key, None)
         assert not (pytester.path / "escaped").exists()
 
     def test_mkdir_cannot_climb_out_of_its_folder(self, pytester: Pytester) -> None:
@@ -288,13 +345,22 @@ class TestOrphanRule:
         [
             pytest.param("pytest-cache-files-{dead}-0a1b2c3d", 0, True, id="dead-pid"),
             pytest.param("pytest-cache-files-{live}-0a1b2c3d", 0, False, id="live-pid"),
-            pytest.param("pytest-cache-files-{live}-0a1b2c3d", 2 * 3600, True, id="live-pid-but-old"),
+            pytest.param(
+                "pytest-cache-files-{live}-0a1b2c3d",
+                2 * 3600,
+                True,
+                id="live-pid-but-old",
+            ),
             pytest.param("pytest-cache-files-k3x9_q1z", 0, False, id="upstream-name"),
-            pytest.param("pytest-cache-files-k3x9_q1z", 2 * 3600, True, id="upstream-name-old"),
+            pytest.param(
+                "pytest-cache-files-k3x9_q1z", 2 * 3600, True, id="upstream-name-old"
+            ),
             pytest.param("unrelated-{dead}", 2 * 3600, False, id="not-ours"),
         ],
     )
-    def test_rule(self, tmp_path: Path, dead_pid: int, name: str, age: float, orphan: bool) -> None:
+    def test_rule(
+        self, tmp_path: Path, dead_pid: int, name: str, age: float, orphan: bool
+    ) -> None:
         entry = tmp_path / name.format(dead=dead_pid, live=os.getpid())
         entry.mkdir()
         os.utime(entry, (time.time() - age, time.time() - age))
@@ -302,7 +368,9 @@ class TestOrphanRule:
         threshold = time.time() - cacheprovider.ORPHAN_TIMEOUT
         assert _is_orphan(found, consider_orphaned_if_older_than=threshold) is orphan
 
-    def test_sweep_spares_symlinks_and_live_entries(self, tmp_path: Path, dead_pid: int) -> None:
+    def test_sweep_spares_symlinks_and_live_entries(
+        self, tmp_path: Path, dead_pid: int
+    ) -> None:
         cachedir = tmp_path / ".pytest_cache"
         (cachedir / "v" / "plugin").mkdir(parents=True)
         precious = tmp_path / "precious"
@@ -322,7 +390,9 @@ class TestOrphanRule:
         orphans[1].mkdir()
         orphans[2].write_text('{"half": ')
 
-        removed = _sweep_orphans(cachedir, consider_orphaned_if_older_than=time.time() - 3600)
+        removed = _sweep_orphans(
+            cachedir, consider_orphaned_if_older_than=time.time() - 3600
+        )
 
         assert removed == 3
         assert not any(p.exists() for p in orphans)
@@ -336,7 +406,9 @@ class TestMerges:
         on_disk = {"a": True, "b": True, "other": True}
         at_start = {"a": True, "b": True}
         ours = {"b": True, "new": True}  # a passed now, new failed
-        merged = _merge_lastfailed(on_disk, ours, at_start=at_start, ran={"a", "b", "new"})
+        merged = _merge_lastfailed(
+            on_disk, ours, at_start=at_start, ran={"a", "b", "new"}
+        )
         assert merged == {"b": True, "other": True, "new": True}
 
     def test_lastfailed_reasserts_a_failure_another_session_removed(self) -> None:
@@ -344,7 +416,9 @@ class TestMerges:
         assert merged == {"a": True}
 
     def test_lastfailed_on_corrupt_disk_value(self) -> None:
-        assert _merge_lastfailed(["junk"], {"a": True}, at_start={}, ran={"a"}) == {"a": True}
+        assert _merge_lastfailed(["junk"], {"a": True}, at_start={}, ran={"a"}) == {
+            "a": True
+        }
 
     def test_nodeids_union(self) -> None:
         assert _merge_nodeids(["b", "c"], ["a", "b"]) == ["a", "b", "c"]
@@ -358,8 +432,10 @@ class TestLocking:
             [
                 sys.executable,
                 "-c",
-                "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
-                "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+                (
+                    "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+                    "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()"
+                ),
                 str(lockfile),
             ],
             stdin=subprocess.PIPE,
@@ -397,7 +473,9 @@ class TestCacheClearOnce:
         assert not value.exists()
         assert private_entries(pytester.path) == []
 
-    def test_set_writes_merge_policy_keys_under_the_lock(self, pytester: Pytester) -> None:
+    def test_set_writes_merge_policy_keys_under_the_lock(
+        self, pytester: Pytester
+    ) -> None:
         config = pytester.parseconfigure()
         cache = config.cache
         assert cache is not None
@@ -405,7 +483,9 @@ class TestCacheClearOnce:
         cache._merge_policies["cache/nodeids"] = _merge_nodeids
         cache.set("cache/nodeids", ["ours"])
         assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
-        assert json.loads((cache._cachedir / "v" / "cache" / "nodeids").read_text()) == [
+        assert json.loads(
+            (cache._cachedir / "v" / "cache" / "nodeids").read_text()
+        ) == [
             "from-another-session",
             "ours",
         ]

@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "backend"))
 
-from overlay_merge import merge  # noqa: E402
-from overlay_merge import MergeError  # noqa: E402
-from overlay_merge import undefined_names  # noqa: E402
-from overlay_merge import without_definitions  # noqa: E402
+from overlay_merge import merge
+from overlay_merge import MergeError
+from overlay_merge import undefined_names
+from overlay_merge import without_definitions
 
 
 UPSTREAM = '''\
@@ -120,7 +120,10 @@ def test_replaces_and_adds_by_name() -> None:
     assert result.added == ["NEW_LIMIT", "Thing.extra"]
     # json, os and Dict were used only by the replaced definitions: their
     # imports go with them, as upstream's linters would demand.
-    assert result.imports_added == ["from __future__ import annotations", "import errno"]
+    assert result.imports_added == [
+        "from __future__ import annotations",
+        "import errno",
+    ]
 
 
 def test_merging_twice_equals_merging_once() -> None:
@@ -154,10 +157,16 @@ def test_fingerprint_identifies_upstreams_definition() -> None:
 
 def test_imports_land_in_isort_sections() -> None:
     overlay = "import secrets\nfrom _pytest.main import Session\nimport pluggy\nimport _pytest\n"
-    code = merge(UPSTREAM, overlay + "\n\ndef use() -> object:\n    return (secrets, Session, pluggy, _pytest)\n").code
+    code = merge(
+        UPSTREAM,
+        overlay
+        + "\n\ndef use() -> object:\n    return (secrets, Session, pluggy, _pytest)\n",
+    ).code
     imports = code[code.index("import json") : code.index("LIMIT = 1")].rstrip()
-    assert imports == dedent(
-        """
+    assert (
+        imports
+        == dedent(
+            """
         import json
         import os
         import secrets
@@ -169,29 +178,63 @@ def test_imports_land_in_isort_sections() -> None:
         from _pytest.config import Config
         from _pytest.main import Session
         """
-    ).rstrip()
+        ).rstrip()
+    )
 
 
 @pytest.mark.parametrize(
     ("overlay", "message"),
     [
         pytest.param("if True:\n    X = 1\n", "top-level 'if' block", id="if-block"),
-        pytest.param("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    pass\n", "'if' block", id="type-checking"),
-        pytest.param("def f() -> None: ...\ndef f() -> None: ...\n", "defines 'f' twice", id="duplicate-function"),
         pytest.param(
-            "class Thing:\n    @property\n    def p(self) -> int: ...\n    @p.setter\n    def p(self, v: int) -> None: ...\n",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    pass\n",
+            "'if' block",
+            id="type-checking",
+        ),
+        pytest.param(
+            "def f() -> None: ...\ndef f() -> None: ...\n",
+            "defines 'f' twice",
+            id="duplicate-function",
+        ),
+        pytest.param(
+            "class Thing:\n    @property\n    def p(self) -> int: ...\n"
+            "    @p.setter\n    def p(self, v: int) -> None: ...\n",
             "Thing.p twice",
             id="property-setter",
         ),
-        pytest.param("class Thing(object):\n    def save(self) -> None: ...\n", "write it bare", id="class-bases"),
-        pytest.param('class Thing:\n    """Doc."""\n    x = 1\n', "has a docstring", id="class-docstring"),
-        pytest.param("class Thing:\n    new_field: int = 0\n", "new annotated class attributes", id="dataclass-field"),
-        pytest.param("print('side effect')\n", "unsupported construct", id="expression"),
+        pytest.param(
+            "class Thing(object):\n    def save(self) -> None: ...\n",
+            "write it bare",
+            id="class-bases",
+        ),
+        pytest.param(
+            'class Thing:\n    """Doc."""\n    x = 1\n',
+            "has a docstring",
+            id="class-docstring",
+        ),
+        pytest.param(
+            "class Thing:\n    new_field: int = 0\n",
+            "new annotated class attributes",
+            id="dataclass-field",
+        ),
+        pytest.param(
+            "print('side effect')\n", "unsupported construct", id="expression"
+        ),
         pytest.param("from os import *\n", "star import", id="star-import"),
-        pytest.param("def helper(x):\n    return undefined_thing(x)\n", "undefined names: undefined_thing", id="undefined"),
-        pytest.param("class helper:\n    x = 1\n", "non-class upstream definition", id="kind-change"),
+        pytest.param(
+            "def helper(x):\n    return undefined_thing(x)\n",
+            "undefined names: undefined_thing",
+            id="undefined",
+        ),
+        pytest.param(
+            "class helper:\n    x = 1\n",
+            "non-class upstream definition",
+            id="kind-change",
+        ),
         pytest.param("import os.path\n", "dotted import", id="dotted-import"),
-        pytest.param("LIMIT = 2\ndef LIMIT() -> None: ...\n", "twice", id="duplicate-name"),
+        pytest.param(
+            "LIMIT = 2\ndef LIMIT() -> None: ...\n", "twice", id="duplicate-name"
+        ),
     ],
 )
 def test_rejections(overlay: str, message: str) -> None:
@@ -200,7 +243,21 @@ def test_rejections(overlay: str, message: str) -> None:
 
 
 def test_without_definitions_drops_what_a_base_keeps() -> None:
-    overlay = "X = 1\n\n\ndef f() -> int:\n    return X\n\n\nclass Thing:\n    def a(self) -> None: ...\n\n    def b(self) -> None: ...\n"
+    overlay = dedent(
+        """
+        X = 1
+
+
+        def f() -> int:
+            return X
+
+
+        class Thing:
+            def a(self) -> None: ...
+
+            def b(self) -> None: ...
+        """
+    )
     kept = without_definitions(overlay, ["X", "Thing.a"])
     assert "X = 1" not in kept and "def a" not in kept
     assert "def f" in kept and "def b" in kept
@@ -212,5 +269,7 @@ def test_without_definitions_drops_what_a_base_keeps() -> None:
 def test_undefined_names_sees_through_scopes() -> None:
     import libcst
 
-    module = libcst.parse_module("import os\n\ndef f(a):\n    return os.sep + a + b + len(c)\n")
+    module = libcst.parse_module(
+        "import os\n\ndef f(a):\n    return os.sep + a + b + len(c)\n"
+    )
     assert undefined_names(module) == ["b", "c"]

@@ -151,15 +151,15 @@ def _replace_file(source: Path, target: Path) -> None:
     reader closes it within moments, so a bounded number of retries suffices.
     Everywhere else ``os.replace`` is atomic and never needs a retry.
     """
-    for attempt in range(1, _WINDOWS_REPLACE_ATTEMPTS + 1):
-        try:
-            os.replace(source, target)
-        except PermissionError:
-            if sys.platform != "win32" or attempt == _WINDOWS_REPLACE_ATTEMPTS:
-                raise
-            time.sleep(_LOCK_RETRY_DELAY)
-        else:
-            return
+    if sys.platform == "win32":
+        for _ in range(_WINDOWS_REPLACE_ATTEMPTS - 1):
+            try:
+                os.replace(source, target)
+            except PermissionError:
+                time.sleep(_LOCK_RETRY_DELAY)
+            else:
+                return
+    os.replace(source, target)  # Last attempt (or only one): errors propagate.
 
 
 def _write_atomic(path: Path, data: str) -> None:
