@@ -368,20 +368,23 @@ class TestLastFailedAcrossSessions:
         assert 0
     """
 
-    def test_overlapping_sessions_keep_each_others_failures(
-        self, pytester: Pytester
-    ) -> None:
-        """B reads lastfailed before A writes it and writes after A: both failures stay (#6423)."""
-        pytester.makeconftest(
-            BARRIERS
-            + """
+    # Session A announces, after its cache plugin has written, that it is done.
+    A_DONE_AT_EXIT = (
+        BARRIERS
+        + """
 import sys
 
 def pytest_unconfigure(config):
     if "test_a.py" in sys.argv:
         (ROOT / "a-done").touch()
 """
-        )
+    )
+
+    def test_overlapping_sessions_keep_each_others_failures(
+        self, pytester: Pytester
+    ) -> None:
+        """B reads lastfailed before A writes it and writes after A: both failures stay (#6423)."""
+        pytester.makeconftest(self.A_DONE_AT_EXIT)
         pytester.makepyfile(
             test_a=self.FAILING.format(
                 name="a", wait='assert wait_for(ROOT / "b-started")'
@@ -489,16 +492,7 @@ os.replace = held_replace
         self, pytester: Pytester
     ) -> None:
         """``cache/nodeids`` (``--nf``) keeps the node ids of both overlapping sessions."""
-        pytester.makeconftest(
-            BARRIERS
-            + """
-import sys
-
-def pytest_unconfigure(config):
-    if "test_a.py" in sys.argv:
-        (ROOT / "a-done").touch()
-"""
-        )
+        pytester.makeconftest(self.A_DONE_AT_EXIT)
         pytester.makepyfile(
             test_a='from conftest import ROOT, wait_for\ndef test_a(): assert wait_for(ROOT / "b-started")',
             test_b="from conftest import ROOT, wait_for\n"
