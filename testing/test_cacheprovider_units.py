@@ -457,6 +457,28 @@ class TestLocking:
         finally:
             os.close(fd)
 
+    def test_filesystem_without_locks_merges_unlocked_with_a_warning(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import fcntl
+
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("cache/nodeids", ["from-another-session"])
+        cache._merge_policies["cache/nodeids"] = _merge_nodeids
+
+        def flock(fd: int, operation: int) -> None:
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        with monkeypatch.context() as m:
+            m.setattr(fcntl, "flock", flock)
+            with pytest.warns(
+                pytest.PytestCacheWarning,
+                match="could not lock .*merging cache/nodeids unlocked",
+            ):
+                cache.set("cache/nodeids", ["ours"])
+        assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
+
 
 class TestCacheClearOnce:
     def test_xdist_worker_does_not_clear(self, pytester: Pytester) -> None:

@@ -321,28 +321,38 @@ def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) ->
 
 
 @contextlib.contextmanager
-def _locked(lockfile: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lockfile`` across processes.
+def _locked(lockfile: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``lockfile`` across processes; yield whether it is held.
 
     An OS lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows) is
     released by the OS when its holder dies, so a killed session never
-    leaves a stale lock.  Acquiring is retried a bounded number of times.
+    leaves a stale lock.  Where the filesystem has no locks (ENOLCK, e.g.
+    NFS without a lock daemon; EOPNOTSUPP, some FUSE filesystems) it yields
+    False and the caller goes on unlocked, as upstream always did.
     """
     fd = os.open(lockfile, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        for _ in range(_LOCK_ATTEMPTS):
-            if _try_lock(fd):
-                break
-            time.sleep(_LOCK_RETRY_DELAY)
-        else:
-            raise TimeoutError(
-                errno.ETIMEDOUT,
-                f"lock still held by another process after {_LOCK_ATTEMPTS} attempts",
-                str(lockfile),
-            )
-        yield
+        yield _acquire(fd, lockfile)
     finally:
         os.close(fd)  # Closing the descriptor releases the lock.
+
+
+def _acquire(fd: int, lockfile: Path) -> bool:
+    """Lock ``fd``, retrying a bounded number of times; False if locks are unsupported."""
+    for _ in range(_LOCK_ATTEMPTS):
+        try:
+            if _try_lock(fd):
+                return True
+        except OSError as e:
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+                return False
+            raise
+        time.sleep(_LOCK_RETRY_DELAY)
+    raise TimeoutError(
+        errno.ETIMEDOUT,
+        f"lock still held by another process after {_LOCK_ATTEMPTS} attempts",
+        str(lockfile),
+    )
 
 
 def _try_lock(fd: int) -> bool:
@@ -488,7 +498,16 @@ class Cache:
         try:
             # Keys with a merge policy are read, merged and written under the
             # cache lock, so that sessions finishing together lose nothing.
-            with contextlib.nullcontext() if merge is None else _locked(self._lockfile):
+            with (
+                contextlib.nullcontext(True)
+                if merge is None
+                else _locked(self._lockfile) as locked
+            ):
+                if not locked:
+                    self.warn(
+                        f"cache could not lock {self._lockfile}: merging {key} unlocked",
+                        _ispytest=True,
+                    )
                 if merge is not None:
                     value = merge(self.get(key, None), value)
                 _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
