@@ -1,10 +1,10 @@
 """Export our cache fix as a local pull-request branch on a pytest git checkout.
 
-Who runs it, when: a maintainer of this fork, by hand (or ``tox -e export --
-PYTEST_CHECKOUT``), when the overlay is ready to be proposed upstream.  It never
-pushes.  Upstream accepts no unattended agent output: the branch is a draft that
-a human reviews, rewords where needed (``git commit --amend``), adds themselves to
-``AUTHORS`` on, and pushes to their own fork.
+Who runs it, when: a maintainer of this fork, by hand, when the overlay is ready
+to be proposed upstream (and to see whether it still fits upstream's ``main``).
+It never pushes.  Upstream accepts no unattended agent output: the branch is a
+draft that a human reviews, rewords where needed (``git commit --amend``), adds
+their name to ``AUTHORS`` on, and pushes to their own fork.
 
     python scripts/export_upstream_pr.py ~/src/pytest                  # onto main
     python scripts/export_upstream_pr.py ~/src/pytest --onto 8.2.0 --skip-checks
@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -47,6 +49,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import tomllib
 
 import libcst as cst
@@ -68,6 +71,7 @@ BASES_PATH = "backend/bases.json"
 EXPORTED_TESTS: dict[str, str] = {
     "testing/test_cacheprovider_races.py": "testing/test_cacheprovider_races.py",
     "testing/test_cacheprovider_units.py": "testing/test_cacheprovider_units.py",
+    "testing/test_cacheprovider_bad_input.py": "testing/test_cacheprovider_bad_input.py",
 }
 #: Upstream's own tests of the module, run with the exported ones.
 UPSTREAM_TESTS = ("testing/test_cacheprovider.py",)
@@ -77,8 +81,12 @@ ALLOWED_PREFIXES = ("testing/", "changelog/")
 DEFAULT_REF = "main"
 BRANCH_TEMPLATE = "cache-races-{ref}"
 XDIST_VERSION = "3.8.0"
-#: A changelog fragment: ``<issue>.<type>.rst`` or ``<issue>.<type>.<n>.rst``.
-FRAGMENT_NAME = re.compile(r"^(?P<issue>\d+)\.(?P<type>[a-z]+)(?:\.(?P<n>\d+))?\.rst$")
+#: A changelog fragment: ``<issue>.<type>.rst`` or ``<issue>.<type>.<n>.rst``, or an
+#: orphan ``+<name>.<type>.rst`` (towncrier's name for a change without an issue).
+#: Upstream wants the pull request's number for those: see ``--pr-number``.
+FRAGMENT_NAME = re.compile(
+    r"^(?P<issue>\d+|\+[\w-]+)\.(?P<type>[a-z]+)(?:\.(?P<n>\d+))?\.rst$"
+)
 #: Upstream's fragment types when its pyproject does not list them (towncrier's config).
 DEFAULT_FRAGMENT_TYPES = frozenset(
     {
@@ -117,16 +125,21 @@ SCRUBBED_ENV = (
     "VIRTUAL_ENV",
 )
 
+#: Commit message body width, as git's own tools assume.
+MESSAGE_WIDTH = 72
 COMMIT_SUMMARY = "cacheprovider: make the cache safe for concurrent processes"
 
 COMMIT_WHY = """\
 Several processes share one cache directory: xdist workers, and pytest sessions
-started at once on one checkout.  The cache dir is published by a rename that can
-lose to another process (#12381 swallowed that error, #12580 added Windows'
-variant), `Cache.set` truncates a value file in place so a concurrent `get` can
-read a partly written value, `--cache-clear` can run again in a worker that xdist
-starts late, a killed process leaves its temporary directory behind, and sessions
-that overlap overwrite each other's `lastfailed` entries.
+started at once on one checkout.  The race to create the directory is handled
+since #12381 and #12580, the others are not: `Cache.set` truncates a value file
+in place, so a concurrent `get` can read a partly written value and return the
+default; `--cache-clear` runs again in a worker that xdist starts late and wipes
+what the other workers wrote (#6670); a process killed between creating its
+temporary directory and renaming it leaves that directory behind for good;
+overlapping sessions overwrite each other's `lastfailed` entries (#6423); and
+the directory's permissions are computed by flipping the process-wide umask
+(#12308).
 
 The cache dir and every value file are now written under a private name and
 published with a single rename; `--cache-clear` runs once, in the process that
@@ -150,9 +163,9 @@ Test plan:
 """
 
 TEST_PLAN_TEMPLATE = """\
-Deterministic regression tests, no sleeps: each forces its interleaving with
-bounded file barriers between real xdist workers or sessions, so it fails on
-every release that has the race:
+Regression tests, deterministic and without sleeps: a failing filesystem call is
+simulated by patching it (rename, replace), and the real races between xdist
+workers or concurrent sessions are forced with bounded file barriers:
 {tests}
 
     python -m pytest {test_files}
@@ -168,6 +181,11 @@ NEXT_STEPS = """\
 Next: review the branch (git -C {checkout} show {branch}), reword the message in your
 own words if needed (git commit --amend), add yourself to AUTHORS, then push it to
 your fork and open the pull request against {ref}.  Nothing was pushed."""
+
+ORPHANS_HINT = """\
+Changelog fragments without an issue number: {orphans}.  Upstream names them after
+the pull request: rename them to <PR>.<type>.rst once it has a number (or export
+again with --pr-number)."""
 
 FAILED_BRANCH_HINT = """\
 The branch {branch} was created and is checked out; to retry, switch back and
@@ -213,6 +231,11 @@ class Export:
     tests: list[str]
     fragments: dict[str, str]
     issues: list[int]
+
+    @property
+    def orphans(self) -> list[str]:
+        """Fragments still named ``+name.type.rst``: to be renamed to the PR's number."""
+        return sorted(name for name in self.fragments if name.startswith("+"))
 
 
 def _progress(message: str) -> None:
@@ -416,10 +439,16 @@ def definition_fingerprints(source: str) -> dict[str, str]:
 def diverged_definitions(
     upstream: Mapping[str, str], entry: Mapping[str, object]
 ) -> list[str]:
-    """What in upstream's module no longer is what the base ``entry`` was reviewed against."""
+    """What in upstream's module no longer is what the base ``entry`` was reviewed against.
+
+    Definitions on the base's ``keep`` list (a list or a name-to-fingerprint map)
+    are upstream's own by design and are not reported as newly defined upstream.
+    """
     replaces = entry.get("replaces", {})
     adds = entry.get("adds", [])
+    keep = entry.get("keep", [])
     assert isinstance(replaces, dict) and isinstance(adds, list)
+    assert isinstance(keep, (list, dict))
     problems: list[str] = []
     for name, recorded in sorted(replaces.items()):
         actual = upstream.get(name)
@@ -429,7 +458,7 @@ def diverged_definitions(
             problems.append(
                 f"{name}: changed upstream (fingerprint {actual}, reviewed {recorded})"
             )
-    for name in sorted(adds):
+    for name in sorted(set(adds) - set(keep)):
         if name in upstream:
             problems.append(
                 f"{name}: now defined upstream, the overlay's would replace it"
@@ -518,16 +547,21 @@ def fragment_types(pyproject: str) -> frozenset[str]:
 def collect_fragments(
     source_root: Path, allowed_types: frozenset[str]
 ) -> dict[str, str]:
-    """Our changelog fragments by file name; names that start with a digit must be well-formed."""
+    """Our changelog fragments by file name.
+
+    Names that start with a digit or ``+`` must be well-formed fragment names;
+    others (``README.rst``, ``_template.rst``) are not fragments.
+    """
     folder = source_root / "changelog"
     fragments: dict[str, str] = {}
     for path in sorted(folder.glob("*.rst")) if folder.is_dir() else []:
-        if not path.name[:1].isdigit():
-            continue  # README.rst, _template.rst
+        if not (path.name[:1].isdigit() or path.name.startswith("+")):
+            continue
         match = FRAGMENT_NAME.match(path.name)
         if match is None:
             raise ExportError(
-                f"changelog fragment {path.name!r} is not named <issue>.<type>.rst"
+                f"changelog fragment {path.name!r} is not named <issue>.<type>.rst "
+                "or +<name>.<type>.rst"
             )
         if match["type"] not in allowed_types:
             raise ExportError(
@@ -542,7 +576,7 @@ def collect_fragments(
     return fragments
 
 
-def test_names(source: str) -> list[str]:
+def listed_tests(source: str) -> list[str]:
     """``Class (n tests)`` and ``test_function`` names of a test module, for the test plan."""
     names: list[str] = []
     for node in ast.parse(source).body:
@@ -565,7 +599,7 @@ def commit_message(export: Export, *, co_authors: Sequence[str] = ()) -> str:
     for path in export.tests:
         tests.append(f"  {path}:")
         tests += [
-            f"    {name}" for name in test_names(export.files[path].decode("utf-8"))
+            f"    {name}" for name in listed_tests(export.files[path].decode("utf-8"))
         ]
     test_plan = TEST_PLAN_TEMPLATE.format(
         tests="\n".join(tests),
@@ -573,7 +607,11 @@ def commit_message(export: Export, *, co_authors: Sequence[str] = ()) -> str:
         module=MODULE_PATH,
     )
     changes = "\n".join(
-        f"* {' '.join(text.split())} ({name})"
+        textwrap.fill(
+            f"* {' '.join(text.split())} ({name})",
+            MESSAGE_WIDTH,
+            subsequent_indent="  ",
+        )
         for name, text in sorted(export.fragments.items())
     )
     closes = "\n".join(f"closes #{issue}" for issue in export.issues)
@@ -589,8 +627,44 @@ def commit_message(export: Export, *, co_authors: Sequence[str] = ()) -> str:
     return message
 
 
+def upstream_fragment_names(
+    names: Sequence[str], pr_number: int | None
+) -> dict[str, str]:
+    """Our fragment name -> its name upstream.
+
+    Numbered fragments keep their names.  Orphans (``+name.type.rst``) become
+    ``<pr_number>.<type>.rst`` when the pull request's number is known, with
+    ``.1``, ``.2`` suffixes when several share a type, as upstream numbers them.
+    """
+    mapping = {name: name for name in names}
+    if pr_number is None:
+        return mapping
+    by_type: dict[str, list[str]] = {}
+    for name in sorted(names):
+        match = FRAGMENT_NAME.match(name)
+        if match is not None and match["issue"].startswith("+"):
+            by_type.setdefault(match["type"], []).append(name)
+    for kind, orphans in by_type.items():
+        for index, name in enumerate(orphans, start=1):
+            suffix = f".{index}" if len(orphans) > 1 else ""
+            mapping[name] = f"{pr_number}.{kind}{suffix}.rst"
+    clashes = sorted(
+        {n for n in mapping.values() if list(mapping.values()).count(n) > 1}
+    )
+    if clashes:
+        raise ExportError(
+            f"two fragments would both be named {', '.join(clashes)} upstream"
+        )
+    return mapping
+
+
 def collect_export(
-    checkout: Path, ref_commit: str, source_root: Path, merged: str
+    checkout: Path,
+    ref_commit: str,
+    source_root: Path,
+    merged: str,
+    *,
+    pr_number: int | None = None,
 ) -> Export:
     """The files of the export commit, refusing to overwrite upstream's tests or fragments."""
     files: dict[str, bytes] = {MODULE_PATH: merged.encode("utf-8")}
@@ -620,15 +694,17 @@ def collect_export(
         files[theirs] = source.read_bytes()
         tests.append(theirs)
     pyproject = _git(checkout, "show", f"{ref_commit}:pyproject.toml")
-    fragments = collect_fragments(source_root, fragment_types(pyproject))
-    for name, text in fragments.items():
-        path = f"changelog/{name}"
+    our_fragments = collect_fragments(source_root, fragment_types(pyproject))
+    fragments: dict[str, str] = {}
+    for name, theirs in upstream_fragment_names(list(our_fragments), pr_number).items():
+        path = f"changelog/{theirs}"
         if path in existing:
             raise ExportError(
                 f"upstream already has {path}; rename ours (e.g. a .1 suffix)"
             )
-        files[path] = text.encode("utf-8")
-    issues = sorted({int(name.split(".")[0]) for name in fragments})
+        files[path] = our_fragments[name].encode("utf-8")
+        fragments[theirs] = our_fragments[name]
+    issues = sorted({int(n.split(".")[0]) for n in fragments if n[0].isdigit()})
     return Export(files=files, tests=tests, fragments=fragments, issues=issues)
 
 
@@ -646,22 +722,21 @@ def _check_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_check(
+def run_command(
     command: Sequence[str],
     *,
     cwd: Path,
     timeout: float,
     env: Mapping[str, str] | None = None,
-) -> str:
-    """Run one check command; its combined output, or CheckFailed naming the command."""
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing stdout and stderr apart; CheckFailed only if it cannot finish."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             list(command),
             check=False,
             cwd=cwd,
             env=dict(env or _check_env()),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
             text=True,
             timeout=timeout,
         )
@@ -674,9 +749,21 @@ def run_check(
         raise CheckFailed(command, cwd, None, out) from None
     except OSError as e:
         raise CheckFailed(command, cwd, 127, str(e)) from None
+
+
+def run_check(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run one check command; its output, or CheckFailed naming the command."""
+    done = run_command(command, cwd=cwd, timeout=timeout, env=env)
+    output = done.stdout + done.stderr
     if done.returncode != 0:
-        raise CheckFailed(command, cwd, done.returncode, done.stdout)
-    return done.stdout
+        raise CheckFailed(command, cwd, done.returncode, output)
+    return output
 
 
 def precommit_pins(config: str) -> dict[str, list[str]]:
@@ -720,8 +807,40 @@ def summary_line(output: str) -> str:
     return "(no summary line)"
 
 
-def _install_linters(python: Path, checkout: Path) -> dict[str, Path | None]:
-    """Install ruff and mypy at upstream's pinned versions in the venv; a tool that cannot be had is None."""
+def added_lines(checkout: Path, old: str, new: str, path: str) -> set[int]:
+    """Line numbers of ``path`` in ``new`` that the diff from ``old`` adds or changes."""
+    lines: set[int] = set()
+    diff = _git(checkout, "diff", "-U0", "--no-renames", old, new, "--", path)
+    for match in re.finditer(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", diff, re.MULTILINE):
+        start, count = int(match[1]), int(match[2] if match[2] is not None else 1)
+        lines.update(range(start, start + count))
+    return lines
+
+
+def _pip_install(python: Path, requirements: Sequence[str], *, cwd: Path) -> str | None:
+    """Install into the venv; None on success, else pip's last error line."""
+    done = run_command(
+        [str(python), "-m", "pip", "install", *requirements],
+        cwd=cwd,
+        timeout=INSTALL_TIMEOUT,
+    )
+    if done.returncode == 0:
+        return None
+    errors = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if line.startswith("ERROR")
+    ]
+    return errors[-1] if errors else f"pip exited with {done.returncode}"
+
+
+def install_linters(python: Path, checkout: Path) -> dict[str, Path | None]:
+    """Ruff and mypy in the venv at the versions upstream's pre-commit pins, with mypy's extra deps.
+
+    An extra dependency that is no longer installable (a yanked stub package) is
+    skipped with a warning; a tool that cannot be installed at all falls back to
+    one on PATH, or to None (its check is then reported as skipped).
+    """
     config_path = checkout / ".pre-commit-config.yaml"
     pins = (
         precommit_pins(config_path.read_text(encoding="utf-8"))
@@ -730,131 +849,73 @@ def _install_linters(python: Path, checkout: Path) -> dict[str, Path | None]:
     )
     tools: dict[str, Path | None] = {}
     for tool in ("ruff", "mypy"):
-        requirements = pins.get(tool, [tool])
-        _progress(f"installing {' '.join(requirements)}")
-        try:
-            run_check(
-                [str(python), "-m", "pip", "install", *requirements],
-                cwd=checkout,
-                timeout=INSTALL_TIMEOUT,
-            )
-        except CheckFailed as e:
+        pin, *extras = pins.get(tool, [tool])
+        _progress(f"installing {pin}")
+        error = _pip_install(python, [pin], cwd=checkout)
+        if error is not None:
             fallback = shutil.which(tool)
             _progress(
-                f"WARNING: {tool} unavailable as pinned ({e.command[-1]}); using {fallback or 'none'}"
+                f"WARNING: cannot install {pin} ({error}); using {fallback or 'none'}"
             )
             tools[tool] = Path(fallback) if fallback else None
             continue
         tools[tool] = python.parent / tool
+        if extras and _pip_install(python, extras, cwd=checkout) is not None:
+            for extra in extras:
+                error = _pip_install(python, [extra], cwd=checkout)
+                if error is not None:
+                    _progress(
+                        f"WARNING: skipping {tool}'s extra dependency {extra} ({error})"
+                    )
     return tools
 
 
-def run_checks(
-    checkout: Path, ref_commit: str, branch_commit: str, export: Export, version: str
-) -> list[str]:
-    """Lint and test the exported commit; a summary line per check, or CheckFailed."""
-    changed_py = [
-        p
-        for p in changed_paths(checkout, ref_commit, branch_commit)
-        if p.endswith(".py")
-    ]
-    work = Path(tempfile.mkdtemp(prefix="pytest-export-"))
-    _progress(f"checks work in {work} (kept if a check fails)")
-    results: list[str] = []
+def _ruff_check(
+    ruff: Path, checkout: Path, files: Sequence[str], ours: Mapping[str, set[int]]
+) -> str:
+    """``ruff check`` with upstream's config; findings split into the export's lines and upstream's.
 
-    _progress(f"exporting {branch_commit[:12]} into {work / 'src'}")
-    archive = work / "src.tar"
-    _git(checkout, "archive", "--format=tar", f"--output={archive}", branch_commit)
-    with tarfile.open(archive) as tf:
-        tf.extractall(work / "src", filter="data")
-
-    venv = work / "venv"
-    python = venv_python(venv)
-    _progress(f"creating the private venv {venv}")
-    run_check(
-        [sys.executable, "-m", "venv", str(venv)], cwd=work, timeout=INSTALL_TIMEOUT
-    )
-    _progress(
-        f"installing the commit as pytest {version} with pytest-xdist {XDIST_VERSION}"
-    )
-    install_env = _check_env(SETUPTOOLS_SCM_PRETEND_VERSION=version)
-    run_check(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            str(work / "src"),
-            f"pytest-xdist=={XDIST_VERSION}",
-        ],
-        cwd=work,
-        timeout=INSTALL_TIMEOUT,
-        env=install_env,
-    )
-    tools = _install_linters(python, checkout)
-
-    ruff = tools["ruff"]
-    if ruff is None:
-        results.append("ruff: SKIPPED (not installable, not on PATH)")
-    else:
-        version_out = run_check(
-            [str(ruff), "--version"], cwd=checkout, timeout=LINT_TIMEOUT
-        ).strip()
-        _progress(f"{version_out}: check and format --check on {len(changed_py)} files")
-        run_check(
-            [str(ruff), "check", "--no-fix", "--no-cache", *changed_py],
-            cwd=checkout,
-            timeout=LINT_TIMEOUT,
-        )
-        run_check(
-            [str(ruff), "format", "--check", "--no-cache", *changed_py],
-            cwd=checkout,
-            timeout=LINT_TIMEOUT,
-        )
-        results.append(
-            f"{version_out} check + format --check: clean ({', '.join(changed_py)})"
-        )
-
-    mypy = tools["mypy"]
-    if mypy is None:
-        results.append("mypy: SKIPPED (not installable, not on PATH)")
-    else:
-        results.append(_run_mypy(mypy, work, changed_py))
-
-    probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
-    location = Path(
-        run_check(
-            [str(python), "-c", probe], cwd=checkout, timeout=LINT_TIMEOUT
-        ).strip()
-    )
-    if checkout.resolve() in location.resolve().parents:
-        raise ExportError(
-            f"_pytest imports from the checkout ({location}), not from the private venv"
-        )
-    if location.read_bytes() != export.files[MODULE_PATH]:
-        raise ExportError(f"the installed {location} is not the exported module")
-
-    test_files = [*UPSTREAM_TESTS, *export.tests]
+    A finding in a line the export did not write is upstream code that our change
+    made the linter see differently (typically: the merge added
+    ``from __future__ import annotations`` and pyupgrade now flags old annotations).
+    """
     command = [
-        str(python),
-        "-m",
-        "pytest",
-        *test_files,
-        f"--basetemp={work / 'basetemp'}",
-        "-o",
-        f"cache_dir={work / 'outer-cache'}",
+        str(ruff),
+        "check",
+        "--no-fix",
+        "--no-cache",
+        "--output-format=json",
+        *files,
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0]):
-        command = [*DROP_DAC, *command]
-    _progress(f"running {' '.join(test_files)}")
-    output = run_check(command, cwd=checkout, timeout=TEST_TIMEOUT)
-    results.append(f"pytest {' '.join(test_files)}: {summary_line(output)}")
-
-    dirty = _git(checkout, "status", "--porcelain", "--untracked-files=normal").strip()
-    if dirty:
-        raise ExportError(f"the checks left changes in {checkout}:\n{dirty}")
-    shutil.rmtree(work, ignore_errors=True)
-    return results
+    done = run_command(command, cwd=checkout, timeout=LINT_TIMEOUT)
+    try:
+        findings = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise CheckFailed(
+            command, checkout, done.returncode, done.stdout + done.stderr
+        ) from None
+    if done.returncode == 0 and not findings:
+        return "clean"
+    in_ours: list[str] = []
+    in_upstream: list[str] = []
+    for f in findings:
+        path = Path(f["filename"]).resolve().relative_to(checkout).as_posix()
+        row = f["location"]["row"]
+        line = f"{path}:{row}:{f['location']['column']}: {f['code']} {f['message']}"
+        (in_ours if row in ours.get(path, set()) else in_upstream).append(line)
+    parts = [f"{len(findings)} findings"]
+    if in_ours:
+        parts += [
+            f"  in lines the export wrote ({len(in_ours)}):",
+            *(f"    {x}" for x in in_ours),
+        ]
+    if in_upstream:
+        codes = sorted({x.split(": ")[1].split()[0] for x in in_upstream})
+        parts += [
+            f"  in upstream lines the export did not change ({len(in_upstream)}; {', '.join(codes)}):",
+            *(f"    {x}" for x in in_upstream),
+        ]
+    raise CheckFailed(command, checkout, done.returncode, "\n".join(parts))
 
 
 def _run_mypy(mypy: Path, work: Path, changed_py: Sequence[str]) -> str:
@@ -869,17 +930,137 @@ def _run_mypy(mypy: Path, work: Path, changed_py: Sequence[str]) -> str:
     try:
         output = run_check(command, cwd=work / "src", timeout=LINT_TIMEOUT)
     except CheckFailed as e:
-        ours = [
-            line for line in e.output.splitlines() if line.split(":")[0] in changed_py
-        ]
-        if ours:
+        if any(line.split(":")[0] in changed_py for line in e.output.splitlines()):
             raise
         _progress(
             "WARNING: mypy reports errors only outside the changed files:\n"
             + e.output.rstrip()
         )
-        return "mypy: clean on the changed files (errors elsewhere, see above)"
-    return f"mypy: {output.strip().splitlines()[-1]}"
+        return "clean on the changed files (errors elsewhere, see above)"
+    return output.strip().splitlines()[-1]
+
+
+def _run_tests(command: Sequence[str], checkout: Path) -> str:
+    return summary_line(run_check(command, cwd=checkout, timeout=TEST_TIMEOUT))
+
+
+def run_checks(
+    checkout: Path, ref_commit: str, commit: str, export: Export, version: str
+) -> list[str]:
+    """Lint and test the exported commit: a result line per check.
+
+    Every check runs even when an earlier one fails, so one run shows all the
+    problems; then ExportError lists each failing command.  Failing to set up
+    the venv stops at once.
+    """
+    changed_py = [
+        p for p in changed_paths(checkout, ref_commit, commit) if p.endswith(".py")
+    ]
+    work = Path(tempfile.mkdtemp(prefix="pytest-export-"))
+    _progress(f"checks work in {work} (kept if a check fails)")
+    results: list[str] = []
+    failures: list[str] = []
+
+    def check(name: str, run: Callable[[], str]) -> None:
+        try:
+            results.append(f"{name}: {run()}")
+        except CheckFailed as e:
+            results.append(f"{name}: FAILED")
+            failures.append(str(e))
+
+    _progress(f"exporting {commit[:12]} into {work / 'src'}")
+    archive = work / "src.tar"
+    _git(checkout, "archive", "--format=tar", f"--output={archive}", commit)
+    with tarfile.open(archive) as tf:
+        tf.extractall(work / "src", filter="data")
+    venv = work / "venv"
+    python = venv_python(venv)
+    _progress(f"creating the private venv {venv}")
+    run_check(
+        [sys.executable, "-m", "venv", str(venv)], cwd=work, timeout=INSTALL_TIMEOUT
+    )
+    _progress(
+        f"installing the commit as pytest {version} with pytest-xdist {XDIST_VERSION}"
+    )
+    run_check(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            str(work / "src"),
+            f"pytest-xdist=={XDIST_VERSION}",
+        ],
+        cwd=work,
+        timeout=INSTALL_TIMEOUT,
+        env=_check_env(SETUPTOOLS_SCM_PRETEND_VERSION=version),
+    )
+    tools = install_linters(python, checkout)
+
+    ruff = tools["ruff"]
+    if ruff is None:
+        results.append("ruff: SKIPPED (not installable, not on PATH)")
+    else:
+        name = run_check(
+            [str(ruff), "--version"], cwd=checkout, timeout=LINT_TIMEOUT
+        ).strip()
+        ours = {
+            path: added_lines(checkout, ref_commit, commit, path) for path in changed_py
+        }
+        _progress(f"{name}: check and format --check on {', '.join(changed_py)}")
+        check(f"{name} check", lambda: _ruff_check(ruff, checkout, changed_py, ours))
+        fmt = [str(ruff), "format", "--check", "--no-cache", *changed_py]
+        check(
+            f"{name} format --check",
+            lambda: run_check(fmt, cwd=checkout, timeout=LINT_TIMEOUT).strip(),
+        )
+    mypy = tools["mypy"]
+    if mypy is None:
+        results.append("mypy: SKIPPED (not installable, not on PATH)")
+    else:
+        check("mypy", lambda: _run_mypy(mypy, work, changed_py))
+
+    probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
+    location = Path(
+        run_check(
+            [str(python), "-c", probe], cwd=checkout, timeout=LINT_TIMEOUT
+        ).strip()
+    )
+    if checkout.resolve() in location.resolve().parents:
+        raise ExportError(
+            f"_pytest imports from the checkout ({location}), not from the private venv"
+        )
+    if location.read_bytes() != export.files[MODULE_PATH]:
+        raise ExportError(f"the installed {location} is not the exported module")
+    drop_dac = (
+        hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0])
+    )
+    for label, files in (("upstream", UPSTREAM_TESTS), ("exported", export.tests)):
+        command = [
+            *(DROP_DAC if drop_dac else ()),
+            str(python),
+            "-m",
+            "pytest",
+            *files,
+            f"--basetemp={work / f'basetemp-{label}'}",
+            "-o",
+            f"cache_dir={work / 'outer-cache'}",
+        ]
+        _progress(f"running {label} tests {' '.join(files)} against {location}")
+        check(
+            f"pytest {' '.join(files)}",
+            functools.partial(_run_tests, command, checkout),
+        )
+
+    dirty = _git(checkout, "status", "--porcelain", "--untracked-files=normal").strip()
+    if dirty:
+        failures.append(f"the checks left changes in {checkout}:\n{dirty}")
+    if failures:
+        raise ExportError(
+            "\n".join([*results, "", *failures, f"(work dir kept: {work})"])
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 # --- main -------------------------------------------------------------------------------
@@ -901,6 +1082,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-checks", action="store_true", help="skip linters and tests (quick runs)"
+    )
+    parser.add_argument(
+        "--pr-number",
+        type=int,
+        metavar="N",
+        help="name changelog fragments that have no issue (+name.type.rst) N.type.rst",
     )
     parser.add_argument(
         "--co-authored-by",
@@ -937,7 +1124,13 @@ def main(argv: list[str] | None = None) -> int:
             f"base {choice.base} fits: replacing {len(choice.result.replaced)} and adding "
             f"{len(choice.result.added)} definitions"
         )
-        export = collect_export(checkout, ref_commit, source_root, choice.result.code)
+        export = collect_export(
+            checkout,
+            ref_commit,
+            source_root,
+            choice.result.code,
+            pr_number=args.pr_number,
+        )
         message = commit_message(export, co_authors=args.co_authored_by)
         commit = write_commit(checkout, ref_commit, export.files, message)
         outside = disallowed_paths(changed_paths(checkout, ref_commit, commit))
@@ -973,6 +1166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"branch: {branch} (off {args.onto}, commit {commit[:12]})")
     print(NEXT_STEPS.format(checkout=checkout, branch=branch, ref=args.onto))
+    if export.orphans:
+        print(ORPHANS_HINT.format(orphans=", ".join(export.orphans)))
     return 0
 
 

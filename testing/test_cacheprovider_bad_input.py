@@ -99,16 +99,18 @@ def test_unwritable_cache_dir_keeps_its_data(pytester: Pytester) -> None:
 
 
 def test_read_only_location_warns(pytester: Pytester) -> None:
-    pytester.makepyfile(FAILING_AND_PASSING)
-    pytester.path.chmod(0o555)
+    # The project, not pytester's folder: pytester keeps the run's output there.
+    project = pytester.mkdir("project")
+    (project / "test_it.py").write_text(FAILING_AND_PASSING)
+    project.chmod(0o555)
     try:
-        result = run_unprivileged(pytester)
+        result = run_unprivileged(pytester, f"--rootdir={project}", str(project))
     finally:
-        pytester.path.chmod(0o755)
+        project.chmod(0o755)
     text = no_crash(result)
     result.assert_outcomes(failed=1, passed=1)
     assert "PytestCacheWarning: could not create cache path" in text
-    assert not (pytester.path / ".pytest_cache").exists()
+    assert not (project / ".pytest_cache").exists()
 
 
 @pytest.mark.parametrize("content", ['{"test_x.py::test_a": tr', "", "\x00\x01garbage"])

@@ -3,8 +3,8 @@
 Every test forces its interleaving with file barriers written into the project
 under test (each participant announces itself, then waits, bounded, for the
 others), so it fails on every release that has the race, every time.  The
-tests are black-box: they also run against stock releases, see
-``test_stock_releases.py``.
+tests are black-box: they use the cache only through pytest runs, so they can
+be run against any pytest release.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def cache_user(pytestconfig):
 
 @pytest.fixture(autouse=True)
 def _plugins_autoload(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runs under test need pytest-xdist, which is found by autoloading."""
+    """The runs under test need pytest-xdist: autoloaded, and named with ``-p xdist``
+    too, for test suites whose ``pytester`` sets PYTEST_DISABLE_PLUGIN_AUTOLOAD."""
     pytest.importorskip("xdist")
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
@@ -152,7 +153,9 @@ class TestConcurrentCreation:
             **{f"test_{i}": "def test(): pass" for i in range(2 * WORKERS)}
         )
 
-        result = pytester.runpytest_subprocess("-n", str(WORKERS), timeout=RUN_TIMEOUT)
+        result = pytester.runpytest_subprocess(
+            "-p", "xdist", "-n", str(WORKERS), timeout=RUN_TIMEOUT
+        )
 
         assert_clean_output(result)
         result.assert_outcomes(passed=2 * WORKERS)
@@ -285,6 +288,8 @@ class TestCacheClearUnderXdist:
         )
 
         result = pytester.runpytest_subprocess(
+            "-p",
+            "xdist",
             "-n",
             "2",
             "--dist",

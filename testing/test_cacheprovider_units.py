@@ -1,4 +1,4 @@
-"""One filesystem step at a time: the fork's cache primitives, failures simulated.
+"""One filesystem step at a time: the cache's primitives, failures simulated.
 
 The races themselves are reproduced with real processes in
 ``test_cacheprovider_races.py``; here each branch is driven by patching the one

@@ -270,6 +270,8 @@ class TestBranch:
             in message
         )
         assert "(12381.bugfix.rst)" in message
+        changelog = message[message.index("Changelog:") : message.index("Test plan:")]
+        assert max(len(line) for line in changelog.splitlines()) <= 72
         assert [line for line in lines if line.startswith("closes #")] == [
             "closes #6423",
             "closes #12381",
@@ -280,6 +282,54 @@ class TestBranch:
         assert run_export(upstream, fork, "--branch", "fix-12381") == 0
 
         assert git(upstream, "branch", "--show-current") == "fix-12381"
+
+
+class TestFragments:
+    def test_orphans_keep_their_names_and_close_nothing(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        write(fork, {"changelog/+atomic-set.bugfix.rst": "Atomic set.\n"})
+
+        assert run_export(upstream, fork) == 0
+
+        changed = set(git(upstream, "diff", "--name-only", "main", "HEAD").split())
+        assert changed == EXPORTED_PATHS | {"changelog/+atomic-set.bugfix.rst"}
+        message = git(upstream, "log", "-1", "--format=%B")
+        assert message.endswith("\n\ncloses #6423\ncloses #12381")
+        assert "closes #+" not in message
+        assert "* Atomic set. (+atomic-set.bugfix.rst)" in message
+        assert (
+            "without an issue number: +atomic-set.bugfix.rst" in capsys.readouterr().out
+        )
+
+    def test_pr_number_names_the_orphans(self, upstream: Path, fork: Path) -> None:
+        write(
+            fork,
+            {
+                "changelog/+atomic-set.bugfix.rst": "Atomic set.\n",
+                "changelog/+sweep.bugfix.rst": "Sweep.\n",
+                "changelog/+not-a-dir.improvement.rst": "Not a directory.\n",
+            },
+        )
+
+        assert run_export(upstream, fork, "--pr-number", "14900") == 0
+
+        changed = set(git(upstream, "diff", "--name-only", "main", "HEAD").split())
+        assert changed == EXPORTED_PATHS | {
+            "changelog/14900.bugfix.1.rst",
+            "changelog/14900.bugfix.2.rst",
+            "changelog/14900.improvement.rst",
+        }
+        assert (upstream / "changelog/14900.bugfix.2.rst").read_text() == "Sweep.\n"
+
+    def test_badly_named_orphan_is_refused(
+        self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        write(fork, {"changelog/+atomic.set.bugfix.rst": "Atomic set.\n"})
+
+        assert run_export(upstream, fork) == 1
+
+        assert "'+atomic.set.bugfix.rst' is not named" in capsys.readouterr().err
 
 
 class TestRefusals:
@@ -470,6 +520,19 @@ class TestBaseChoice:
             "8.2.0",
         ]
 
+    def test_diverged_definitions_skip_the_keep_list(self) -> None:
+        upstream = {"Cache.set": "aaaa", "_helper": "bbbb", "_kept": "cccc"}
+        entry = {
+            "replaces": {"Cache.set": "ffff", "Cache.gone": "eeee"},
+            "adds": ["_helper", "_kept", "_new"],
+            "keep": {"_kept": "dddd"},
+        }
+        assert export.diverged_definitions(upstream, entry) == [
+            "Cache.gone: no longer defined upstream",
+            "Cache.set: changed upstream (fingerprint aaaa, reviewed ffff)",
+            "_helper: now defined upstream, the overlay's would replace it",
+        ]
+
     def test_fingerprints_agree_with_the_merge(self) -> None:
         replaced = overlay_merge.merge(UPSTREAM_MODULE, OVERLAY).replaced
         found = export.definition_fingerprints(UPSTREAM_MODULE)
@@ -514,3 +577,42 @@ class TestCheckHelpers:
     def test_summary_line(self) -> None:
         output = "x\n==== 54 passed, 2 skipped in 3.10s ====\n"
         assert export.summary_line(output) == "54 passed, 2 skipped in 3.10s"
+
+    def test_added_lines_are_the_new_sides_of_the_hunks(self, upstream: Path) -> None:
+        lines = UPSTREAM_MODULE.splitlines(keepends=True)
+        lines[0] = '"""Changed docstring."""\n'
+        lines.insert(5, "import os\n")
+        write(upstream, {export.MODULE_PATH: "".join(lines)})
+        commit_all(upstream, "Two changes")
+
+        added = export.added_lines(upstream, "HEAD^", "HEAD", export.MODULE_PATH)
+
+        assert added == {1, 6}
+
+    def test_ruff_findings_are_split_into_ours_and_upstreams(
+        self, tmp_path: Path
+    ) -> None:
+        findings = [
+            {
+                "filename": str(tmp_path / "src/m.py"),
+                "location": {"row": row, "column": 5},
+                "code": code,
+                "message": "msg",
+            }
+            for row, code in ((3, "F401"), (40, "UP007"))
+        ]
+        fake_ruff = tmp_path / "ruff"
+        fake_ruff.write_text(
+            f"#!{sys.executable}\nimport sys\nprint({json.dumps(findings)!r})\nsys.exit(1)\n"
+        )
+        fake_ruff.chmod(0o755)
+
+        with pytest.raises(export.CheckFailed) as excinfo:
+            export._ruff_check(fake_ruff, tmp_path, ["src/m.py"], {"src/m.py": {3}})
+
+        message = str(excinfo.value)
+        ours, theirs = message.split("in upstream lines")
+        assert "in lines the export wrote (1)" in ours
+        assert "src/m.py:3:5: F401 msg" in ours
+        assert "did not change (1; UP007)" in theirs
+        assert "src/m.py:40:5: UP007 msg" in theirs
