@@ -400,6 +400,29 @@ def merge(upstream_source: str, overlay_source: str) -> MergeResult:
     )
 
 
+def definition_fingerprints(source: str) -> dict[str, str]:
+    """Fingerprint of every definition of ``source`` a merge could replace, by qualified name.
+
+    Top-level definitions and the members of top-level classes, named and
+    fingerprinted as :func:`merge` reports them, so that a diverged definition
+    can be named even where a merge fails.
+    """
+    module = cst.parse_module(source)
+    found: dict[str, str] = {}
+    for node in module.body:
+        name = _definition_name(node)
+        if name is None:
+            continue
+        found[name] = fingerprint(_code(module, _without_leading_lines(node)))
+        if isinstance(node, cst.ClassDef) and isinstance(node.body, cst.IndentedBlock):
+            for member in node.body.body:
+                member_name = _definition_name(member)
+                if member_name is not None:
+                    code = _code(module, _without_leading_lines(member))
+                    found[f"{name}.{member_name}"] = fingerprint(code)
+    return found
+
+
 def without_definitions(overlay_source: str, names: Sequence[str]) -> str:
     """The overlay less the named definitions (``name`` or ``Class.member``).
 

@@ -52,8 +52,6 @@ import tempfile
 import textwrap
 import tomllib
 
-import libcst as cst
-
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "backend"))
@@ -393,49 +391,6 @@ def candidate_bases(bases: Sequence[str], tag: str | None) -> list[str]:
     return sorted(bases, key=key)
 
 
-def _definition_name(node: cst.CSTNode) -> str | None:
-    if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
-        return node.name.value
-    if isinstance(node, cst.SimpleStatementLine) and len(node.body) == 1:
-        stmt = node.body[0]
-        if (
-            isinstance(stmt, cst.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0].target, cst.Name)
-        ):
-            return stmt.targets[0].target.value
-        if isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
-            return stmt.target.value
-    return None
-
-
-def definition_fingerprints(source: str) -> dict[str, str]:
-    """Fingerprint of each definition in ``source`` that a merge could replace, by qualified name.
-
-    Named and fingerprinted the way ``overlay_merge.merge`` reports what it
-    replaced (top-level definitions and the members of top-level classes), so a
-    diverged definition can be named even when the merge itself fails.
-    """
-    module = cst.parse_module(source)
-    found: dict[str, str] = {}
-
-    def add(qualname: str, node: cst.CSTNode) -> None:
-        bare = node.with_changes(leading_lines=())
-        found[qualname] = overlay_merge.fingerprint(module.code_for_node(bare))
-
-    for node in module.body:
-        name = _definition_name(node)
-        if name is None:
-            continue
-        add(name, node)
-        if isinstance(node, cst.ClassDef) and isinstance(node.body, cst.IndentedBlock):
-            for member in node.body.body:
-                member_name = _definition_name(member)
-                if member_name is not None:
-                    add(f"{name}.{member_name}", member)
-    return found
-
-
 def diverged_definitions(
     upstream: Mapping[str, str], entry: Mapping[str, object]
 ) -> list[str]:
@@ -502,7 +457,7 @@ def choose_base(
                 continue
             return BaseChoice(base=base, result=result)
 
-    upstream = definition_fingerprints(upstream_source)
+    upstream = overlay_merge.definition_fingerprints(upstream_source)
     nearest = order[0]
     lines = [
         f"no recorded base fits {MODULE_PATH} at {where} (nearest tag: {tag or 'none'}): the overlay must be adapted.",
