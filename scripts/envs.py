@@ -37,6 +37,8 @@ DEFAULT_ROOT = Path(
     or Path.home() / ".cache" / "pytest-race-matrix"
 )
 MARKER = "race-matrix-env.json"
+#: Bumped when the way envs are built changes, so cached envs are rebuilt.
+ENV_LAYOUT = "2"
 #: Seconds one installer command may take (2 shared cores, cold caches).
 INSTALL_TIMEOUT = 900.0
 #: What the fork's key hashes, relative to the repository root.
@@ -122,7 +124,12 @@ def fork_build_problem(repo: Path = REPO_ROOT) -> str | None:
 
 def wanted(version: str, *, xdist: str, repo: Path) -> dict[str, str]:
     """The marker an up-to-date env for ``version`` carries."""
-    marker = {"version": version, "xdist": xdist, "base_python": sys.version.split()[0]}
+    marker = {
+        "layout": ENV_LAYOUT,
+        "version": version,
+        "xdist": xdist,
+        "base_python": sys.version.split()[0],
+    }
     if version == FORK:
         marker["fork_source"] = fork_source_hash(repo)
         marker["repo"] = str(repo)
@@ -193,7 +200,17 @@ def pip_install(
 ) -> None:
     """Install ``requirements`` into the env of ``python``; ``reinstall`` names a package to rebuild."""
     if uv:
-        cmd = [uv, "pip", "install", "--quiet", "--python", str(python)]
+        # pip compiles bytecode by default, uv does not: without .pyc files every
+        # pytest start recompiles _pytest (three times the CPU of a start).
+        cmd = [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--compile-bytecode",
+            "--python",
+            str(python),
+        ]
         if reinstall:
             cmd += ["--reinstall-package", reinstall]
     else:

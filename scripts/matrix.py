@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="xdist workers for mkdir-race",
     )
     parser.add_argument(
+        "--barrier-timeout",
+        type=float,
+        default=scenarios.DEFAULT_BARRIER_TIMEOUT,
+        help="seconds a participant waits at a file barrier (default: %(default)s)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=scenarios.DEFAULT_TIMEOUT,
@@ -249,7 +255,9 @@ def summarize(name: str, verdicts: Sequence[tuple[str, scenarios.Verdict]]) -> s
     stock = [(version, v) for version, v in verdicts if version != envs.FORK]
     parts = []
     judged = [(version, v) for version, v in stock if v != "error"]
-    if judged and all(v == "bad" for _, v in judged):
+    if len(judged) == 1:
+        parts.append(f"{judged[0][1]} in {judged[0][0]}")
+    elif judged and all(v == "bad" for _, v in judged):
         parts.append(f"bad in every release tested ({judged[0][0]} to {judged[-1][0]})")
     elif judged and all(v == "good" for _, v in judged):
         parts.append(
@@ -309,6 +317,7 @@ def run_matrix(
     root: Path,
     workers: int,
     timeout: float,
+    barrier_timeout: float,
     scratch: Path,
     progress: Progress,
 ) -> list[Result]:
@@ -332,6 +341,7 @@ def run_matrix(
             python,
             scratch / f"{version}-{name}",
             timeout=timeout,
+            barrier_timeout=barrier_timeout,
             workers=workers,
         )
         result = Result(version, name, outcome.verdict, outcome.detail)
@@ -404,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             root=args.root,
             workers=args.workers,
             timeout=args.timeout,
+            barrier_timeout=args.barrier_timeout,
             scratch=scratch,
             progress=progress,
         )

@@ -599,13 +599,14 @@ def missing_supporting_files(cachedir: Path) -> list[str]:
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a scenario's pytest: ours minus anything pytest-ish.
 
-    ``PYTEST_*`` (autoload switch, addopts, an outer xdist worker's id) and
-    ``PYTHONPATH`` (which could shadow the env's pytest) are dropped.
+    ``PYTEST_*`` (autoload switch, addopts, an outer xdist worker's id),
+    ``TOX_*`` (pytest puts the cache dir under ``$TOX_ENV_DIR`` when that is set)
+    and ``PYTHONPATH`` (which could shadow the env's pytest) are dropped.
     """
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PYTEST_", "COV_CORE_"))
+        if not k.startswith(("PYTEST_", "TOX_", "COV_CORE_"))
     }
     env.pop("PYTHONPATH", None)
     env["PY_COLORS"] = "0"
@@ -674,10 +675,9 @@ def finish(started: Sequence[_Started], timeout: float) -> list[PytestRun]:
             s.popen.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             late.append(s.label)
-    for s in started:
-        if late:
-            _kill_group(s)
     if late:
+        for s in started:
+            _kill_group(s)
         raise StepTimeout(
             f"{', '.join(late)} still running after {timeout:.0f}s (killed)"
         )

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="base seed of kill-random (default: random)",
     )
     parser.add_argument(
+        "--barrier-timeout",
+        type=float,
+        default=scenarios.DEFAULT_BARRIER_TIMEOUT,
+        help="seconds a participant waits at a file barrier (default: %(default)s)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=scenarios.DEFAULT_TIMEOUT,
@@ -148,7 +154,9 @@ def render_report(trials: Sequence[Trial], names: Sequence[str]) -> str:
         )
     for name in names:
         details = Counter(
-            t.detail for t in trials if t.scenario == name and t.verdict != "good"
+            re.sub(r"pytest-cache-files-[\w.-]+", "pytest-cache-files-*", t.detail)
+            for t in trials
+            if t.scenario == name and t.verdict != "good"
         )
         for detail, n in details.most_common(SHOWN_FAILURES):
             lines.append(f"  {name}: {n}x {detail}")
@@ -209,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir = scratch / f"{name}-{index}"
         began = time.monotonic()
         outcome = scenarios.run_scenario(
-            name, python, workdir, timeout=args.timeout, workers=args.workers, seed=seed
+            name,
+            python,
+            workdir,
+            timeout=args.timeout,
+            barrier_timeout=args.barrier_timeout,
+            workers=args.workers,
+            seed=seed,
         )
         result = Trial(name, index, seed, outcome.verdict, outcome.detail, workdir)
         with lock:
