@@ -98,6 +98,22 @@ def test_unwritable_cache_dir_keeps_its_data(pytester: Pytester) -> None:
     assert tree(cachedir) == before
 
 
+def test_cache_clear_of_an_unwritable_cache_dir_warns(pytester: Pytester) -> None:
+    pytester.makepyfile(FAILING_AND_PASSING)
+    pytester.runpytest_subprocess("-p", "no:xdist")
+    cachedir = pytester.path / ".pytest_cache"
+    before = tree(cachedir)
+    cachedir.chmod(0o555)
+    try:
+        result = run_unprivileged(pytester, "--cache-clear")
+    finally:
+        cachedir.chmod(0o755)
+    text = no_crash(result)
+    result.assert_outcomes(failed=1, passed=1)
+    assert "PytestCacheWarning: could not clear" in text
+    assert tree(cachedir) == before
+
+
 def test_read_only_location_warns(pytester: Pytester) -> None:
     # The project, not pytester's folder: pytester keeps the run's output there.
     project = pytester.mkdir("project")

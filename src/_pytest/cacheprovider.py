@@ -31,10 +31,12 @@ import secrets
 import shutil
 import sys
 import time
+import warnings
 
 from .pathlib import rm_rf
 from _pytest.config import Config
 from _pytest.deprecated import check_ispytest
+from _pytest.warning_types import PytestCacheWarning
 
 
 # Every private entry the cache creates starts with this, followed by
@@ -49,8 +51,10 @@ ORPHAN_TIMEOUT = 3600.0
 _SWEEP_MAX_ENTRIES = 10_000
 _UNIQUE_NAME_ATTEMPTS = 10
 _LOCK_ATTEMPTS = 600
-_LOCK_RETRY_DELAY = 0.05
 _WINDOWS_REPLACE_ATTEMPTS = 20
+_RETRY_DELAY = 0.05
+# Errors that mean an entry is not ours to remove: a read-only or foreign cache.
+_NOT_OURS_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY})
 
 CACHEDIR_FILES: dict[str, bytes] = {
     "README.md": README_CONTENT.encode("utf-8"),
@@ -156,7 +160,7 @@ def _replace_file(source: Path, target: Path) -> None:
             try:
                 os.replace(source, target)
             except PermissionError:
-                time.sleep(_LOCK_RETRY_DELAY)
+                time.sleep(_RETRY_DELAY)
             else:
                 return
     os.replace(source, target)  # Last attempt (or only one): errors propagate.
@@ -308,14 +312,8 @@ def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) ->
                     _discard(Path(entry.path), warn=False)
                     removed += 1
             except OSError as e:
-                # ENOENT: removed meanwhile; EACCES/EPERM/EROFS/EBUSY: not ours to remove.
-                if e.errno not in (
-                    errno.ENOENT,
-                    errno.EACCES,
-                    errno.EPERM,
-                    errno.EROFS,
-                    errno.EBUSY,
-                ):
+                # ENOENT: removed meanwhile by another process.
+                if e.errno != errno.ENOENT and e.errno not in _NOT_OURS_ERRNOS:
                     raise
     return removed
 
@@ -347,7 +345,7 @@ def _acquire(fd: int, lockfile: Path) -> bool:
             if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
                 return False
             raise
-        time.sleep(_LOCK_RETRY_DELAY)
+        time.sleep(_RETRY_DELAY)
     raise TimeoutError(
         errno.ETIMEDOUT,
         f"lock still held by another process after {_LOCK_ATTEMPTS} attempts",
@@ -450,7 +448,15 @@ class Cache:
         """
         check_ispytest(_ispytest)
         for prefix in (cls._CACHE_PREFIX_DIRS, cls._CACHE_PREFIX_VALUES):
-            _discard(cachedir / prefix, warn=True)
+            try:
+                _discard(cachedir / prefix, warn=True)
+            except OSError as e:
+                if e.errno not in _NOT_OURS_ERRNOS:
+                    raise
+                warnings.warn(
+                    PytestCacheWarning(f"could not clear {cachedir / prefix}: {e}"),
+                    stacklevel=2,
+                )
 
     def mkdir(self, name: str) -> Path:
         """Return the cache's directory called ``name``, creating it if needed.
@@ -550,10 +556,7 @@ class NFPlugin:
 
 def pytest_unconfigure(config: Config) -> None:
     # The owning process sweeps once per run; workers and --cache-show do not write.
-    if (
-        config.cache is None
-        or hasattr(config, "workerinput")
-        or config.option.cacheshow
-    ):
+    cache = getattr(config, "cache", None)  # None if configuring failed early.
+    if cache is None or hasattr(config, "workerinput") or config.option.cacheshow:
         return
-    config.cache._sweep()
+    cache._sweep()
