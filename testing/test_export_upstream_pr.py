@@ -535,7 +535,7 @@ class TestBaseChoice:
 
     def test_fingerprints_agree_with_the_merge(self) -> None:
         replaced = overlay_merge.merge(UPSTREAM_MODULE, OVERLAY).replaced
-        found = export.overlay_merge.definition_fingerprints(UPSTREAM_MODULE)
+        found = overlay_merge.definition_fingerprints(UPSTREAM_MODULE)
         assert replaced == {name: found[name] for name in replaced}
         assert {"README_CONTENT", "Cache", "Cache.__init__", "pytest_configure"} <= set(
             found
