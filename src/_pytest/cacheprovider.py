@@ -387,17 +387,14 @@ def _merge_lastfailed(
     read, ``ours`` what it holds at the end); every other entry stays as it
     is on disk, so sessions that overlap keep each other's results.
     """
-    if not isinstance(ours, dict):
-        return ours
+    if not isinstance(ours, dict) or on_disk == at_start:
+        return ours  # Nobody else wrote meanwhile: ours is the merge.
     merged = dict(on_disk) if isinstance(on_disk, dict) else {}
-    changed = {
-        k for k in at_start.keys() | ours.keys() if at_start.get(k) != ours.get(k)
-    }
-    for nodeid in changed | ran:
-        if nodeid in ours:
-            merged[nodeid] = ours[nodeid]
-        else:
-            merged.pop(nodeid, None)
+    for nodeid in (at_start.keys() | ran) - ours.keys():
+        merged.pop(nodeid, None)  # Passed, or gone from this session's tests.
+    for nodeid, failed in ours.items():
+        if nodeid in ran or at_start.get(nodeid) != failed:
+            merged[nodeid] = failed
     return merged
 
 
