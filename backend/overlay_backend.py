@@ -219,6 +219,18 @@ def _check_fingerprints(base: str, result: overlay_merge.MergeResult) -> None:
         problems.append(
             f"{name} is recorded as added for {base} but the merge did not add it"
         )
+    keep = recorded["keep"]
+    if isinstance(keep, dict):
+        overlay = overlay_merge.definition_fingerprints(
+            OVERLAY.read_text(encoding="utf-8")
+        )
+        for name, reviewed in sorted(keep.items()):
+            if overlay.get(name) != reviewed:
+                problems.append(
+                    f"the overlay's {name} changed since {base} was reviewed to keep upstream's own "
+                    f"(fingerprint {overlay.get(name)}, reviewed {reviewed}): check that upstream's "
+                    f"still does what the overlay's does now, then record the new fingerprint"
+                )
     if problems:
         raise BuildError(
             "the overlay does not fit upstream pytest "
@@ -229,11 +241,16 @@ def _check_fingerprints(base: str, result: overlay_merge.MergeResult) -> None:
 
 
 def _overlay_for_base(base: str) -> str:
-    """The overlay, less the definitions this base already has right (its 'keep' list)."""
+    """The overlay, less the definitions this base already has right (its 'keep').
+
+    ``keep`` maps each dropped overlay definition to its fingerprint when
+    upstream's own was reviewed as equivalent: a later change to a dropped
+    definition stops the build for that base instead of silently missing it.
+    """
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
     return overlay_merge.without_definitions(
-        OVERLAY.read_text(encoding="utf-8"), entry[base]["keep"]
+        OVERLAY.read_text(encoding="utf-8"), list(entry[base]["keep"])
     )
 
 
@@ -381,7 +398,12 @@ def _cli(argv: list[str]) -> int:
     result = overlay_merge.merge(
         upstream.read_text(encoding="utf-8"), _overlay_for_base(base)
     )
-    print(json.dumps({"replaces": result.replaced, "adds": result.added}, indent=2))
+    entry = _load_bases()["bases"]
+    assert isinstance(entry, dict)
+    overlay = overlay_merge.definition_fingerprints(OVERLAY.read_text(encoding="utf-8"))
+    keep = {name: overlay.get(name) for name in entry[base]["keep"]}
+    report = {"replaces": result.replaced, "adds": result.added, "keep": keep}
+    print(json.dumps(report, indent=2))
     return 0
 
 
