@@ -130,7 +130,7 @@ def wanted(version: str, *, xdist: str, repo: Path) -> dict[str, str]:
         "xdist": xdist,
         "base_python": sys.version.split()[0],
     }
-    if version == FORK:
+    if is_fork(version):
         marker["fork_source"] = fork_source_hash(repo)
         marker["repo"] = str(repo)
     return marker
@@ -264,6 +264,15 @@ def read_marker(envdir: Path) -> dict[str, str] | None:
     return data if isinstance(data, dict) else None
 
 
+def fork_base(version: str) -> str | None:
+    """The base of a fork spec: ``fork`` is the default base, ``fork@9.2.0`` names one."""
+    return version.partition("@")[2] or None if version.startswith(FORK + "@") else None
+
+
+def is_fork(version: str) -> bool:
+    return version == FORK or version.startswith(FORK + "@")
+
+
 def ensure_env(
     version: str,
     *,
@@ -271,12 +280,12 @@ def ensure_env(
     xdist: str = XDIST_VERSION,
     repo: Path = REPO_ROOT,
 ) -> Path:
-    """Return the interpreter of an env with pytest ``version`` (or ``fork``) and pytest-xdist.
+    """Return the interpreter of an env with pytest ``version`` (or ``fork[@base]``) and pytest-xdist.
 
     Reuses ``<root>/<version>`` when its marker matches; otherwise rebuilds it from
     scratch. Concurrent callers for one version wait for each other (a lock file).
     """
-    if version == FORK:
+    if is_fork(version):
         problem = fork_build_problem(repo)
         if problem:
             raise EnvError(problem)
@@ -290,10 +299,15 @@ def ensure_env(
             shutil.rmtree(envdir)
         uv = find_uv()
         python = create_venv(envdir, uv=uv)
-        if version == FORK:
+        if is_fork(version):
+            base = fork_base(version)
             pip_install(
                 python,
-                [str(repo), f"pytest-xdist=={xdist}"],
+                [
+                    *(["-C", f"base={base}"] if base else []),
+                    str(repo),
+                    f"pytest-xdist=={xdist}",
+                ],
                 uv=uv,
                 reinstall="pytest",
                 env=installer_env(),
@@ -311,7 +325,7 @@ def ensure_env(
             raise EnvError(
                 f"{version}: pytest-xdist {got['pytest-xdist']} installed, wanted {xdist}"
             )
-        if version != FORK and got["pytest"] != version:
+        if not is_fork(version) and got["pytest"] != version:
             raise EnvError(f"{version}: pytest {got['pytest']} installed instead")
         if not Path(got["_pytest"]).resolve().is_relative_to(envdir.resolve()):
             raise EnvError(

@@ -557,3 +557,10 @@ def test_matrix_on_8_2_0_and_fork(tmp_path: Path) -> None:
     fork = {name: v for (version, name), v in verdicts.items() if version == "fork"}
     assert set(fork) == SIX
     assert {name: v for name, v in fork.items() if v[0] != "good"} == {}
+
+
+def test_fork_spec_can_name_a_base() -> None:
+    assert envs.fork_base("fork") is None
+    assert envs.fork_base("fork@9.2.0") == "9.2.0"
+    assert envs.is_fork("fork@9.2.0") and envs.is_fork("fork")
+    assert not envs.is_fork("9.2.0")
