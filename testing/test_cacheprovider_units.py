@@ -457,6 +457,28 @@ class TestLocking:
         finally:
             os.close(fd)
 
+    def test_merge_skips_rereading_a_value_nobody_rewrote(
+        self, pytester: Pytester
+    ) -> None:
+        """The signature taken before the first read proves the file unchanged (compare-and-swap)."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        seen: list[object] = []
+
+        def policy(on_disk: object, ours: object) -> object:
+            seen.append(on_disk)
+            return ours
+
+        cache.set("plugin/merged", [1])
+        other = pytester.parseconfigure().cache  # Another session, in effect.
+        assert other is not None
+        assert other.get("plugin/merged", None) == [1]
+        other._merge_policies["plugin/merged"] = policy
+        other.set("plugin/merged", [2])
+        cache.set("plugin/merged", [3])  # Rewritten behind the other's back...
+        other.set("plugin/merged", [4])  # ...so this merge must read it again.
+        assert seen == [cacheprovider._UNCHANGED, [3]]
+
     def test_filesystem_without_locks_merges_unlocked_with_a_warning(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:

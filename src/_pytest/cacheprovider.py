@@ -30,6 +30,7 @@ from pathlib import Path
 import shutil
 import sys
 import time
+from typing import Any
 import warnings
 
 from .pathlib import rm_rf
@@ -374,11 +375,25 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+# Passed to a merge policy instead of the value on disk when the file has not been
+# rewritten since this session first read it (see Cache._getvaluepath).
+_UNCHANGED = object()
+
+
+def _signature(path: Path) -> tuple[int, int, int, int] | None:
+    """Identity of the file at ``path``; every write of a value (a rename) changes it."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _merge_lastfailed(
     on_disk: object,
     ours: object,
     *,
-    at_start: dict[str, bool],
+    at_start: dict[Any, bool],
     ran: set[str],
 ) -> object:
     """Apply one session's lastfailed changes to what is on disk now (#6423).
@@ -387,8 +402,11 @@ def _merge_lastfailed(
     read, ``ours`` what it holds at the end); every other entry stays as it
     is on disk, so sessions that overlap keep each other's results.
     """
-    if not isinstance(ours, dict) or on_disk == at_start:
+    if on_disk is _UNCHANGED or not isinstance(ours, dict):
         return ours  # Nobody else wrote meanwhile: ours is the merge.
+    at_start = {str(k): v for k, v in at_start.items()}  # pytest 9.2 keys are NodeIds.
+    if on_disk == at_start:
+        return ours
     merged = dict(on_disk) if isinstance(on_disk, dict) else {}
     for nodeid in (at_start.keys() | ran) - ours.keys():
         merged.pop(nodeid, None)  # Passed, or gone from this session's tests.
@@ -400,7 +418,11 @@ def _merge_lastfailed(
 
 def _merge_nodeids(on_disk: object, ours: object) -> object:
     """Union of the node ids on disk and those this session knows (``--nf``)."""
-    if not isinstance(ours, list) or not isinstance(on_disk, list):
+    if (
+        on_disk is _UNCHANGED
+        or not isinstance(ours, list)
+        or not isinstance(on_disk, list)
+    ):
         return ours
     return sorted(set(on_disk).union(ours))
 
@@ -415,6 +437,8 @@ class Cache:
         # Per key, how a write merges (value on disk, value being set); see set().
         self._merge_policies: dict[str, Callable[[object, object], object]] = {}
         self._lockfile = cachedir / "merge.lock"
+        # Per key, the value file's signature before this session first read it.
+        self._first_seen: dict[str, tuple[int, int, int, int] | None] = {}
 
     @classmethod
     def for_config(cls, config: Config, *, _ispytest: bool = False) -> Cache:
@@ -475,7 +499,12 @@ class Cache:
         return path
 
     def _getvaluepath(self, key: str) -> Path:
-        return _confined_path(self._cachedir / self._CACHE_PREFIX_VALUES, key)
+        path = _confined_path(self._cachedir / self._CACHE_PREFIX_VALUES, key)
+        if key not in self._first_seen:
+            # Taken before the caller reads: if the signature is the same when a
+            # merge writes, nobody rewrote the file since (compare-and-swap).
+            self._first_seen[key] = _signature(path)
+        return path
 
     def set(self, key: str, value: object) -> None:
         """Save ``value`` under ``key``, replacing the file in one step.
@@ -512,7 +541,10 @@ class Cache:
                         _ispytest=True,
                     )
                 if merge is not None:
-                    value = merge(self.get(key, None), value)
+                    unchanged = _signature(path) == self._first_seen.get(key, False)
+                    value = merge(
+                        _UNCHANGED if unchanged else self.get(key, None), value
+                    )
                 _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
         except OSError as exc:
             self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
@@ -537,7 +569,7 @@ class LFPlugin:
         self._lastfailed_ran: set[str] = set()
         self.config.cache._merge_policies["cache/lastfailed"] = functools.partial(
             _merge_lastfailed,
-            at_start={str(k): v for k, v in self.lastfailed.items()},
+            at_start=dict(self.lastfailed),
             ran=self._lastfailed_ran,
         )
 
