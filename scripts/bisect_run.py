@@ -85,18 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretend-version",
         help="version to build the checkout as (default: nearest tag)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=scenarios.DEFAULT_WORKERS,
-        help="xdist workers (mkdir-race)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=scenarios.DEFAULT_TIMEOUT,
-        help="seconds per pytest run",
-    )
+    scenarios.add_run_options(parser)
     return parser
 
 
@@ -236,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             python,
             workdir / "project",
             timeout=args.timeout,
+            barrier_timeout=args.barrier_timeout,
             workers=args.workers,
         )
     finally:

@@ -188,24 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=max(1, os.cpu_count() or 1),
         help="parallel jobs (default: %(default)s)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=scenarios.DEFAULT_WORKERS,
-        help="xdist workers for mkdir-race",
-    )
-    parser.add_argument(
-        "--barrier-timeout",
-        type=float,
-        default=scenarios.DEFAULT_BARRIER_TIMEOUT,
-        help="seconds a participant waits at a file barrier (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=scenarios.DEFAULT_TIMEOUT,
-        help="seconds per pytest run",
-    )
+    scenarios.add_run_options(parser)
     parser.add_argument(
         "--root",
         type=Path,

@@ -19,6 +19,7 @@ always "error", never "bad".
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -1020,6 +1021,30 @@ SCENARIOS: dict[str, Scenario] = {
 MATRIX_SCENARIOS: tuple[str, ...] = tuple(
     name for name, s in SCENARIOS.items() if s.in_matrix
 )
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, *, workers: int = DEFAULT_WORKERS
+) -> None:
+    """The options of every script that runs scenarios: ``--workers``, ``--barrier-timeout``, ``--timeout``."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=workers,
+        help="xdist workers of mkdir-race (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--barrier-timeout",
+        type=float,
+        default=DEFAULT_BARRIER_TIMEOUT,
+        help="seconds a participant waits at a file barrier (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds per pytest run (default: %(default)s)",
+    )
 
 
 def run_scenario(

@@ -87,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios",
         help=f"comma list (default: all: {','.join(scenarios.SCENARIOS)})",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=DEFAULT_WORKERS,
-        help="xdist workers of mkdir-race",
-    )
+    scenarios.add_run_options(parser, workers=DEFAULT_WORKERS)
     parser.add_argument(
         "--jobs", type=int, default=max(1, os.cpu_count() or 1), help="parallel trials"
     )
@@ -101,18 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="base seed of kill-random (default: random)",
-    )
-    parser.add_argument(
-        "--barrier-timeout",
-        type=float,
-        default=scenarios.DEFAULT_BARRIER_TIMEOUT,
-        help="seconds a participant waits at a file barrier (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=scenarios.DEFAULT_TIMEOUT,
-        help="seconds per pytest run",
     )
     parser.add_argument(
         "--root",
