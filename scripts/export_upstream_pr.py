@@ -405,11 +405,13 @@ def diverged_definitions(
     assert isinstance(replaces, dict) and isinstance(adds, list)
     assert isinstance(keep, (list, dict))
     problems: list[str] = []
+    also_reviewed = entry.get("also_reviewed", {})
+    assert isinstance(also_reviewed, dict)
     for name, recorded in sorted(replaces.items()):
         actual = upstream.get(name)
         if actual is None:
             problems.append(f"{name}: no longer defined upstream")
-        elif actual != recorded:
+        elif actual != recorded and actual not in also_reviewed.get(name, {}):
             problems.append(
                 f"{name}: changed upstream (fingerprint {actual}, reviewed {recorded})"
             )

@@ -68,6 +68,24 @@ class TestRefusals:
                 BASE, merge_result({"Cache.set": "bbbb"}, [])
             )
 
+    def test_reviewed_variant_from_a_git_ref_is_accepted(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        entry = {
+            "replaces": {"Cache.set": "aaaa"},
+            "adds": [],
+            "keep": [],
+            "also_reviewed": {"Cache.set": {"bbbb": "main"}},
+        }
+        fake_bases(monkeypatch, entry)
+        overlay_backend._check_fingerprints(
+            BASE, merge_result({"Cache.set": "bbbb"}, [])
+        )
+        with pytest.raises(BuildError, match="fingerprint cccc, recorded aaaa"):
+            overlay_backend._check_fingerprints(
+                BASE, merge_result({"Cache.set": "cccc"}, [])
+            )
+
     def test_overlay_definition_without_upstream_target_is_refused(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -475,12 +475,12 @@ os.replace = held_replace
         for i in range(sessions):
             pytester.makepyfile(
                 **{
-                    f"test_{i}": f'''
+                    f"test_{i}": f"""
                     from conftest import arrive_and_wait, PARTIES
                     def test_{i}():
-                        assert arrive_and_wait("read", "{i}", PARTIES)
+                        assert arrive_and_wait('read', '{i}', PARTIES)
                         assert 0
-                    '''
+                    """
                 }
             )
         running = [start_session(pytester, f"test_{i}.py") for i in range(sessions)]

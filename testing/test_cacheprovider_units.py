@@ -145,9 +145,8 @@ class TestPublishRace:
         interrupt: type[BaseException],
     ) -> None:
         def rename(self: Path, target: Path) -> Path:
-            assert private_entries(tmp_path) == [self], (
-                "not called with the staging dir"
-            )
+            staged = private_entries(tmp_path)
+            assert staged == [self], "not called with the staging dir"
             raise interrupt()
 
         target = tmp_path / ".pytest_cache"

@@ -527,14 +527,13 @@ class Cache:
             self.warn(f"could not create cache path {path}: {exc}", _ispytest=True)
             return
         merge = self._merge_policies.get(key)
+        # Keys with a merge policy are read, merged and written under the
+        # cache lock, so that sessions finishing together lose nothing.
+        lock = (
+            contextlib.nullcontext(True) if merge is None else _locked(self._lockfile)
+        )
         try:
-            # Keys with a merge policy are read, merged and written under the
-            # cache lock, so that sessions finishing together lose nothing.
-            with (
-                contextlib.nullcontext(True)
-                if merge is None
-                else _locked(self._lockfile) as locked
-            ):
+            with lock as locked:
                 if not locked:
                     self.warn(
                         f"cache could not lock {self._lockfile}: merging {key} unlocked",
