@@ -71,7 +71,7 @@ class TestRefusals:
     def test_reviewed_variant_from_a_git_ref_is_accepted(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        entry = {
+        entry: dict[str, object] = {
             "replaces": {"Cache.set": "aaaa"},
             "adds": [],
             "keep": [],
