@@ -466,24 +466,6 @@ def lastfailed_expected(seed: Mapping[str, bool]) -> set[str]:
 # --------------------------------------------------------------------------- running
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Our environment minus anything that would change what pytest does or loads.
-
-    Unlike the race scenarios, bytecode is written: after the warm-up both envs
-    start from cached ``.pyc`` files, as a developer's pytest does.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTEST_", "COV_CORE_"))
-    }
-    for name in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV"):
-        env.pop(name, None)
-    env["PY_COLORS"] = "0"
-    env.update(extra or {})
-    return env
-
-
 @dataclasses.dataclass(frozen=True)
 class Completed:
     """A finished pytest process."""
@@ -516,7 +498,7 @@ def run_pytest(
         done = subprocess.run(
             [str(python), "-m", "pytest", *args],
             cwd=cwd,
-            env=child_env(env),
+            env=scenarios.child_env(env, write_bytecode=True),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -850,7 +832,9 @@ class Bench:
                         subprocess.Popen(
                             args,
                             cwd=project,
-                            env=child_env({"BENCH_CREATOR_ID": str(i)}),
+                            env=scenarios.child_env(
+                                {"BENCH_CREATOR_ID": str(i)}, write_bytecode=True
+                            ),
                             stdin=subprocess.DEVNULL,
                             stdout=log,
                             stderr=subprocess.STDOUT,

@@ -597,21 +597,26 @@ def missing_supporting_files(cachedir: Path) -> list[str]:
     return [name for name in SUPPORTING_FILES if not (cachedir / name).is_file()]
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a scenario's pytest: ours minus anything pytest-ish.
+def child_env(
+    extra: Mapping[str, str] | None = None, *, write_bytecode: bool = False
+) -> dict[str, str]:
+    """The environment of a pytest we run: ours minus anything pytest-ish.
 
     ``PYTEST_*`` (autoload switch, addopts, an outer xdist worker's id),
-    ``TOX_*`` (pytest puts the cache dir under ``$TOX_ENV_DIR`` when that is set)
-    and ``PYTHONPATH`` (which could shadow the env's pytest) are dropped.
+    ``TOX_*`` (pytest puts the cache dir under ``$TOX_ENV_DIR`` when that is set),
+    ``PYTHONPATH`` (which could shadow the env's pytest) and ``VIRTUAL_ENV`` are
+    dropped.  Scenarios write no bytecode; benchmarks do, as a developer's pytest.
     """
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("PYTEST_", "TOX_", "COV_CORE_"))
     }
-    env.pop("PYTHONPATH", None)
+    for name in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV"):
+        env.pop(name, None)
     env["PY_COLORS"] = "0"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if not write_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     return env
 
