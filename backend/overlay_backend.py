@@ -9,9 +9,12 @@ upstream's own files, each checked against upstream's RECORD hash, except:
 * the dist-info name, ``WHEEL`` and ``RECORD``; and our license beside upstream's.
 
 The base is chosen with the config setting ``base`` (``pip install -C base=9.2.0``);
-an sdist freezes the base it was built for.  The label is derived from the
-content of everything that shapes the merged module, so any change to the overlay
-or the merge changes the version, and two builds of one commit are identical.
+an sdist freezes the base it was built for.  The config setting ``fixes``
+(default ``all``) selects layers of the overlay (see ``layers``), e.g.
+``-C fixes=publish-race``; the label then names the selection.  The label is
+derived from the content of everything that shapes the merged module, so any
+change to a layer or the merge changes the version, and two builds of one
+commit are identical.
 """
 
 from __future__ import annotations
@@ -27,33 +30,45 @@ import json
 import os
 from pathlib import Path
 import re
+import sys
 import tarfile
 import zipfile
 
+import layers
 import overlay_merge
 
 
 ROOT = Path(__file__).resolve().parent.parent
-OVERLAY = ROOT / "src" / "_pytest" / "cacheprovider.py"
+LAYERS_DIR = layers.LAYERS_DIR
 BASES_FILE = ROOT / "backend" / "bases.json"
 FROZEN_BASE_FILE = ROOT / "FROZEN_BASE"
 LICENSE_FILE = ROOT / "LICENSE"
-# Files whose content decides the merged module: any change to them changes the label.
-LABEL_INPUTS = (
-    OVERLAY,
-    ROOT / "backend" / "overlay_merge.py",
-    Path(__file__).resolve(),
-    BASES_FILE,
-)
-SDIST_FILES = (
-    "pyproject.toml",
-    "README.md",
-    "LICENSE",
+BACKEND_FILES = (
     "backend/overlay_backend.py",
     "backend/overlay_merge.py",
+    "backend/layers.py",
     "backend/bases.json",
-    "src/_pytest/cacheprovider.py",
 )
+
+
+def label_inputs() -> list[Path]:
+    """Files whose content decides the merged module: any change to them changes the label."""
+    return [
+        *sorted(LAYERS_DIR.glob("*.py")),
+        *(ROOT / name for name in BACKEND_FILES),
+    ]
+
+
+def sdist_files() -> list[str]:
+    return [
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        *BACKEND_FILES,
+        *(p.relative_to(ROOT).as_posix() for p in sorted(LAYERS_DIR.glob("*.py"))),
+    ]
+
+
 MODULE = "_pytest/cacheprovider.py"
 VERSION_MODULE = "_pytest/_version.py"
 # Written by installers, not part of upstream's wheel.
@@ -114,13 +129,37 @@ def _base(config_settings: Mapping[str, object] | None) -> str:
 
 def _label() -> str:
     digest = hashlib.sha256()
-    for path in LABEL_INPUTS:
+    for path in label_inputs():
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
         digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
     return "fork." + digest.hexdigest()[:8]
 
 
-def version_for(base: str) -> str:
-    return f"{base}+{_label()}"
+def version_for(base: str, selection: layers.Selection | None = None) -> str:
+    suffix = "" if selection is None else selection.label
+    return f"{base}+{_label()}{suffix}"
+
+
+def _selection(
+    base: str, config_settings: Mapping[str, object] | None
+) -> layers.Selection:
+    """The layers ``-C fixes=...`` selects (default: all), resolved for ``base``."""
+    recorded = _load_bases()["bases"]
+    assert isinstance(recorded, dict)
+    entry = recorded[base]
+    try:
+        selection = layers.select(
+            layers.load_layers(LAYERS_DIR),
+            layers.requested_fixes((config_settings or {}).get("fixes")),
+            base=base,
+            not_needed=entry.get("not_needed", {}),
+            extra_needs=entry.get("needs", {}),
+        )
+    except layers.LayerError as e:
+        raise BuildError(str(e)) from None
+    for note in selection.notes:
+        print(f"fixes: {note}", file=sys.stderr)
+    return selection
 
 
 def get_requires_for_build_wheel(
@@ -190,11 +229,24 @@ def _upstream_files(base: str) -> dict[str, bytes]:
     return files
 
 
-def _check_fingerprints(base: str, result: overlay_merge.MergeResult) -> None:
-    """The merge must do exactly what was reviewed for this base."""
+def _check_fingerprints(
+    base: str,
+    result: overlay_merge.MergeResult,
+    selection: layers.Selection | None = None,
+    combined: layers.Combined | None = None,
+) -> None:
+    """The merge must do exactly what was reviewed for this base.
+
+    Every upstream definition it replaces must have the fingerprint recorded
+    for ``base``; with every layer selected, every recorded one must be
+    replaced; each layer's ``Replaces`` must name definitions that upstream or
+    an earlier layer has; and what this base keeps of upstream's own must still
+    match the overlay definition it stands for.
+    """
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
     recorded = entry[base]
+    complete = selection is None or selection.complete
     problems: list[str] = []
     for name, fp in sorted(result.replaced.items()):
         expected = recorded["replaces"].get(name)
@@ -209,25 +261,29 @@ def _check_fingerprints(base: str, result: overlay_merge.MergeResult) -> None:
                 f"upstream's {name} in {base} differs from the one the overlay was written against "
                 f"(fingerprint {fp}, recorded {expected}): review it, adapt the overlay, record the new fingerprint"
             )
-    for name in sorted(set(recorded["replaces"]) - set(result.replaced)):
-        problems.append(
-            f"{name} is recorded as replaced for {base} but the overlay no longer replaces it"
-        )
-    for name in sorted(set(result.added) - set(recorded["adds"])):
-        problems.append(
-            f"overlay definition {name} has no upstream target in {base} (misspelt or new?)"
-        )
-    for name in sorted(set(recorded["adds"]) - set(result.added)):
-        problems.append(
-            f"{name} is recorded as added for {base} but the merge did not add it"
-        )
+    if complete:
+        for name in sorted(set(recorded["replaces"]) - set(result.replaced)):
+            problems.append(
+                f"{name} is recorded as replaced for {base} but the overlay no longer replaces it"
+            )
     keep = recorded["keep"]
-    if isinstance(keep, dict):
-        overlay = overlay_merge.definition_fingerprints(
-            OVERLAY.read_text(encoding="utf-8")
-        )
+    if selection is not None and combined is not None:
+        for layer in selection.layers:
+            before = combined.defined_before[layer.name]
+            for name in layer.replaces:
+                if (
+                    name not in before
+                    and name not in result.replaced
+                    and name not in keep
+                ):
+                    problems.append(
+                        f"layer {layer.path.name} replaces {name}, which neither upstream pytest "
+                        f"{base} nor an earlier layer defines (misspelt, or a Needs missing?)"
+                    )
+    if isinstance(keep, dict) and combined is not None:
+        overlay = overlay_merge.definition_fingerprints(combined.source)
         for name, reviewed in sorted(keep.items()):
-            if overlay.get(name) != reviewed:
+            if name in overlay and overlay.get(name) != reviewed:
                 problems.append(
                     f"the overlay's {name} changed since {base} was reviewed to keep upstream's own "
                     f"(fingerprint {overlay.get(name)}, reviewed {reviewed}): check that upstream's "
@@ -242,8 +298,8 @@ def _check_fingerprints(base: str, result: overlay_merge.MergeResult) -> None:
         )
 
 
-def _overlay_for_base(base: str) -> str:
-    """The overlay, less the definitions this base already has right (its 'keep').
+def _overlay_for(base: str, selection: layers.Selection) -> tuple[str, layers.Combined]:
+    """The selected layers as one overlay, less what this base already has right ('keep').
 
     ``keep`` maps each dropped overlay definition to its fingerprint when
     upstream's own was reviewed as equivalent: a later change to a dropped
@@ -251,18 +307,27 @@ def _overlay_for_base(base: str) -> str:
     """
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
-    return overlay_merge.without_definitions(
-        OVERLAY.read_text(encoding="utf-8"), list(entry[base]["keep"])
-    )
-
-
-def merged_module(base: str, upstream_source: str) -> overlay_merge.MergeResult:
-    """Merge the overlay into ``upstream_source`` of ``base`` and check it against the fingerprints."""
     try:
-        result = overlay_merge.merge(upstream_source, _overlay_for_base(base))
+        combined = layers.combine(selection.layers)
+    except layers.LayerError as e:
+        raise BuildError(f"cannot combine the layers: {e}") from None
+    defined = overlay_merge.definition_fingerprints(combined.source)
+    keep = [name for name in entry[base]["keep"] if name in defined]
+    return overlay_merge.without_definitions(combined.source, keep), combined
+
+
+def merged_module(
+    base: str, upstream_source: str, selection: layers.Selection | None = None
+) -> overlay_merge.MergeResult:
+    """Merge the selected layers (default: all) into ``upstream_source`` of ``base``, checked."""
+    if selection is None:
+        selection = _selection(base, None)
+    overlay, combined = _overlay_for(base, selection)
+    try:
+        result = overlay_merge.merge(upstream_source, overlay)
     except overlay_merge.MergeError as e:
         raise BuildError(f"cannot merge the overlay into pytest {base}: {e}") from None
-    _check_fingerprints(base, result)
+    _check_fingerprints(base, result, selection, combined)
     return result
 
 
@@ -297,15 +362,19 @@ def _rewrite_metadata(source: bytes, base: str, version: str) -> bytes:
     return new
 
 
-def _wheel_files(base: str) -> tuple[str, list[tuple[str, bytes]]]:
-    version = version_for(base)
+def _wheel_files(
+    base: str, selection: layers.Selection
+) -> tuple[str, list[tuple[str, bytes]]]:
+    version = version_for(base, selection)
     upstream = _upstream_files(base)
     old_info = f"pytest-{base}.dist-info"
     new_info = f"pytest-{version}.dist-info"
     out: dict[str, bytes] = {}
     for name, data in upstream.items():
         if name == MODULE:
-            data = merged_module(base, data.decode("utf-8")).code.encode("utf-8")
+            data = merged_module(base, data.decode("utf-8"), selection).code.encode(
+                "utf-8"
+            )
         elif name == VERSION_MODULE:
             data = _rewrite_version_module(data.decode("utf-8"), base, version).encode(
                 "utf-8"
@@ -355,7 +424,7 @@ def build_wheel(
     metadata_directory: str | None = None,
 ) -> str:
     base = _base(config_settings)
-    version, entries = _wheel_files(base)
+    version, entries = _wheel_files(base, _selection(base, config_settings))
     filename = f"pytest-{version}-py3-none-any.whl"
     _write_zip(Path(wheel_directory) / filename, entries)
     return filename
@@ -365,6 +434,11 @@ def build_sdist(
     sdist_directory: str, config_settings: Mapping[str, object] | None = None
 ) -> str:
     base = _base(config_settings)
+    if (config_settings or {}).get("fixes") is not None:
+        raise BuildError(
+            "an sdist carries every layer: select fixes when building the wheel "
+            "(pip install -C fixes=... .)"
+        )
     version = version_for(base)
     prefix = f"pytest-{version}"
     pkg_info = (
@@ -373,7 +447,7 @@ def build_sdist(
         "Summary: pytest with a race-free cache plugin (upstream pytest plus the cacheprovider overlay)\n"
         "License: MIT\n"
     ).encode()
-    members = [(name, (ROOT / name).read_bytes()) for name in SDIST_FILES]
+    members = [(name, (ROOT / name).read_bytes()) for name in sdist_files()]
     members += [("FROZEN_BASE", f"{base}\n".encode()), ("PKG-INFO", pkg_info)]
     filename = f"{prefix}.tar.gz"
     raw = io.BytesIO()
@@ -397,20 +471,17 @@ def _cli(argv: list[str]) -> int:
         print("usage: overlay_backend.py merged BASE UPSTREAM_CACHEPROVIDER.py")
         return 2
     base, upstream = argv[1], Path(argv[2])
-    result = overlay_merge.merge(
-        upstream.read_text(encoding="utf-8"), _overlay_for_base(base)
-    )
+    overlay, combined = _overlay_for(base, _selection(base, None))
+    result = overlay_merge.merge(upstream.read_text(encoding="utf-8"), overlay)
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
-    overlay = overlay_merge.definition_fingerprints(OVERLAY.read_text(encoding="utf-8"))
-    keep = {name: overlay.get(name) for name in entry[base]["keep"]}
+    defined = overlay_merge.definition_fingerprints(combined.source)
+    keep = {name: defined.get(name) for name in entry[base]["keep"]}
     report = {"replaces": result.replaced, "adds": result.added, "keep": keep}
     print(json.dumps(report, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     sys.exit(_cli(sys.argv[1:]))

@@ -341,8 +341,16 @@ def _merge_class(
     return cls.with_changes(body=cls.body.with_changes(body=body))
 
 
-def merge(upstream_source: str, overlay_source: str) -> MergeResult:
-    """Merge ``overlay_source`` into ``upstream_source``; see the module docstring."""
+def merge(
+    upstream_source: str, overlay_source: str, *, partial: bool = False
+) -> MergeResult:
+    """Merge ``overlay_source`` into ``upstream_source``; see the module docstring.
+
+    With ``partial``, ``upstream_source`` is itself an overlay (the layers
+    merged so far): new definitions are appended in the overlay's order, and
+    the module is not checked for undefined names or orphaned imports, which
+    only the merge into upstream's module can tell.
+    """
     upstream = cst.parse_module(upstream_source)
     # Parse the overlay with upstream's config so indentation and newlines match it.
     overlay = _collect_overlay(
@@ -379,7 +387,9 @@ def merge(upstream_source: str, overlay_source: str) -> MergeResult:
         replaced[name] = fingerprint(_code(upstream, _without_leading_lines(old)))
         body[positions[name]] = _with_leading_lines(node, _leading_lines(old))
 
-    if new_nodes:
+    if new_nodes and partial:
+        body.extend(new_nodes)
+    elif new_nodes:
         first_def = next(
             (
                 i
@@ -391,6 +401,13 @@ def merge(upstream_source: str, overlay_source: str) -> MergeResult:
         body[first_def:first_def] = new_nodes
 
     body, imports_added = _merge_imports(upstream, body, overlay.imports)
+    if partial:
+        return MergeResult(
+            code=upstream.with_changes(body=body).code,
+            replaced=replaced,
+            added=added,
+            imports_added=imports_added,
+        )
     merged = _drop_orphaned_imports(upstream, upstream.with_changes(body=body))
     undefined = undefined_names(merged)
     if undefined:

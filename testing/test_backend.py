@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "backend"))
 
+import layers  # noqa: E402
 import overlay_backend  # noqa: E402
 from overlay_backend import BuildError  # noqa: E402
 import overlay_merge  # noqa: E402
@@ -56,9 +57,7 @@ class TestRefusals:
     def test_upstream_definition_that_changed_is_refused(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        fake_bases(
-            monkeypatch, {"replaces": {"Cache.set": "aaaa"}, "adds": [], "keep": []}
-        )
+        fake_bases(monkeypatch, {"replaces": {"Cache.set": "aaaa"}, "keep": {}})
         with pytest.raises(
             BuildError,
             match=r"upstream's Cache\.set in 8\.2\.0 differs .*fingerprint bbbb, recorded aaaa",
@@ -72,8 +71,7 @@ class TestRefusals:
     ) -> None:
         entry: dict[str, object] = {
             "replaces": {"Cache.set": "aaaa"},
-            "adds": [],
-            "keep": [],
+            "keep": {},
             "also_reviewed": {"Cache.set": {"bbbb": "main"}},
         }
         fake_bases(monkeypatch, entry)
@@ -85,21 +83,33 @@ class TestRefusals:
                 BASE, merge_result({"Cache.set": "cccc"}, [])
             )
 
-    def test_overlay_definition_without_upstream_target_is_refused(
-        self, monkeypatch: pytest.MonkeyPatch
+    def test_layer_replacing_what_nobody_defines_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        fake_bases(monkeypatch, {"replaces": {}, "adds": ["_helper"], "keep": []})
+        fake_bases(monkeypatch, {"replaces": {}, "keep": {}})
+        path = tmp_path / "01_typo.py"
+        path.write_text(
+            '"""Typo.\n\nFix: typo\nBug: -\nAffects: -\nNeeds: -\n'
+            'Replaces: Cache.sett\n"""\n\n\nclass Cache:\n'
+            "    def sett(self) -> None:\n        pass\n"
+        )
+        layer = layers.parse_layer(path)
+        selection = layers.select(
+            [layer], None, base=BASE, not_needed={}, extra_needs={}
+        )
+        combined = layers.combine(selection.layers)
         with pytest.raises(
-            BuildError, match=r"Cache\.sett has no upstream target in 8\.2\.0"
+            BuildError,
+            match=r"01_typo\.py replaces Cache\.sett, which neither upstream pytest 8\.2\.0",
         ):
             overlay_backend._check_fingerprints(
-                BASE, merge_result({}, ["_helper", "Cache.sett"])
+                BASE, merge_result({}, ["Cache.sett"]), selection, combined
             )
 
     def test_unreviewed_replacement_is_refused(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        fake_bases(monkeypatch, {"replaces": {}, "adds": [], "keep": []})
+        fake_bases(monkeypatch, {"replaces": {}, "keep": {}})
         with pytest.raises(
             BuildError, match=r"replaces Cache\.get, which is not recorded"
         ):
@@ -108,11 +118,11 @@ class TestRefusals:
             )
 
     def test_merge_errors_stop_the_build(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        fake_bases(monkeypatch, {"replaces": {}, "adds": [], "keep": []})
+        fake_bases(monkeypatch, {"replaces": {}, "keep": {}})
+        overlay = "def f():\n    return nowhere\n"
+        combined = layers.Combined(source=overlay, defined_before={})
         monkeypatch.setattr(
-            overlay_backend,
-            "_overlay_for_base",
-            lambda base: "def f():\n    return nowhere\n",
+            overlay_backend, "_overlay_for", lambda base, selection: (overlay, combined)
         )
         with pytest.raises(BuildError, match="undefined names: nowhere"):
             overlay_backend.merged_module(
@@ -157,14 +167,27 @@ class TestRewrites:
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         before = overlay_backend._label()
-        changed = tmp_path / "cacheprovider.py"
-        changed.write_bytes(overlay_backend.OVERLAY.read_bytes() + b"\n# changed\n")
-        inputs = tuple(
-            changed if p == overlay_backend.OVERLAY else p
-            for p in overlay_backend.LABEL_INPUTS
+        original = overlay_backend.label_inputs()
+        first = original[0]
+        changed = overlay_backend.ROOT / "build" / "label-test" / first.name
+        changed.parent.mkdir(parents=True, exist_ok=True)
+        changed.write_bytes(first.read_bytes() + b"\n# changed\n")
+        try:
+            monkeypatch.setattr(
+                overlay_backend, "label_inputs", lambda: [changed, *original[1:]]
+            )
+            assert overlay_backend._label() != before
+        finally:
+            changed.unlink()
+
+    def test_label_names_a_partial_selection(self) -> None:
+        selection = overlay_backend._selection(BASE, {"fixes": "publish-race"})
+        version = overlay_backend.version_for(BASE, selection)
+        assert version == f"{BASE}+{overlay_backend._label()}.publishrace"
+        full = overlay_backend._selection(BASE, None)
+        assert overlay_backend.version_for(BASE, full) == overlay_backend.version_for(
+            BASE
         )
-        monkeypatch.setattr(overlay_backend, "LABEL_INPUTS", inputs)
-        assert overlay_backend._label() != before
 
 
 def pip(
@@ -261,6 +284,36 @@ class TestWheel:
         )
 
 
+@pytest.mark.slow
+def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
+    wheels: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """``-C fixes=publish-race`` on 8.2.0: the #12381 fix and nothing else."""
+    minimal = build_wheel(
+        tmp_path / "minimal", "--config-settings", "fixes=publish-race"
+    )
+    assert minimal.name.split("-")[1].endswith(".publishrace")
+    _, _, upstream = wheels
+    with zipfile.ZipFile(minimal) as z:
+        ours = z.read("_pytest/cacheprovider.py").decode()
+    with zipfile.ZipFile(upstream) as z:
+        theirs = z.read("_pytest/cacheprovider.py").decode()
+    mine, stock = (
+        overlay_merge.definition_fingerprints(ours),
+        overlay_merge.definition_fingerprints(theirs),
+    )
+    changed = {
+        name for name in mine.keys() | stock.keys() if mine.get(name) != stock.get(name)
+    }
+    ensure = "Cache._ensure_cache_dir_and_supporting_files"
+    assert changed == {"Cache", ensure, "_lost_publish_race"}
+    rest = overlay_merge.without_definitions(ours, [ensure, "_lost_publish_race"])
+    for added in ("import errno\n", "import sys\n"):
+        assert added in rest and added not in theirs
+        rest = rest.replace(added, "", 1)
+    assert rest == overlay_merge.without_definitions(theirs, [ensure])
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone of this checkout's committed state, as a new user gets it."""
@@ -336,5 +389,5 @@ def test_sdist_holds_only_our_files_and_freezes_the_base(tmp_path: Path) -> None
         names = sorted(m.name.split("/", 1)[1] for m in tf.getmembers())
         frozen = tf.extractfile(f"{name[: -len('.tar.gz')]}/FROZEN_BASE")
         assert frozen is not None and frozen.read() == f"{BASE}\n".encode()
-    assert names == sorted([*overlay_backend.SDIST_FILES, "FROZEN_BASE", "PKG-INFO"])
+    assert names == sorted([*overlay_backend.sdist_files(), "FROZEN_BASE", "PKG-INFO"])
     assert name == f"pytest-{overlay_backend.version_for(BASE)}.tar.gz"

@@ -53,6 +53,7 @@ def tree(path: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.layer("cache-dir-not-a-directory")
 def test_cache_dir_path_is_a_regular_file(pytester: Pytester) -> None:
     cachefile = pytester.path / ".pytest_cache"
     cachefile.write_text("not a directory")
@@ -68,6 +69,9 @@ def test_mkdir_error_is_clear(cache):
     )
     result = pytester.runpytest_subprocess("-p", "no:xdist")
     text = no_crash(result)
+    assert result.parseoutcomes().get("passed") == 2, (
+        f"[cache-dir-not-a-directory] cache.mkdir gave no clear error:\n{text}"
+    )
     result.assert_outcomes(failed=1, passed=2)
     assert "PytestCacheWarning: could not create cache path" in text
     assert cachefile.read_text() == "not a directory"
@@ -167,3 +171,55 @@ def test_private_entry_that_is_a_symlink_is_left_alone(pytester: Pytester) -> No
 
     assert link.is_symlink() and stale_link.is_symlink()
     assert json.loads((precious / "data.json").read_text()) == {"keep": True}
+
+
+@pytest.mark.layer("keys-confined")
+def test_keys_that_escape_write_nothing_outside_the_cache(pytester: Pytester) -> None:
+    """``../x`` and absolute keys are refused instead of written where they point."""
+    outside = pytester.path / "outside"
+    keys = [
+        "../../../outside/up",
+        "plugin/../../../../outside/deep",
+        f"{outside}/absolute",
+    ]
+    config = pytester.parseconfigure()
+    assert config.cache is not None
+    refused = []
+    for key in keys:
+        try:
+            config.cache.set(key, 1)
+        except ValueError as e:
+            assert "not allowed to escape the cache directory" in str(e)
+            refused.append(key)
+    written = sorted(str(p) for p in outside.rglob("*")) if outside.exists() else []
+    assert written == [], f"[keys-confined] set() wrote outside the cache: {written}"
+    assert refused == keys
+
+
+@pytest.mark.layer("cache-dir-dotdot")
+def test_cache_dir_with_dotdot_works(pytester: Pytester) -> None:
+    """``cache_dir = ../shared_cache``: keys, ``mkdir`` and ``--lf`` work as for any cache dir."""
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text("[pytest]\ncache_dir = ../shared_cache\n")
+    (project / "test_it.py").write_text(
+        FAILING_AND_PASSING
+        + """
+def test_mkdir(cache):
+    assert cache.mkdir("plugin").is_dir()
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:xdist",
+        f"--rootdir={project}",
+        "-c",
+        str(project / "pytest.ini"),
+        str(project),
+    )
+    text = "\n".join(result.outlines + result.errlines)
+    assert "INTERNALERROR" not in text and result.ret == 1, (
+        f"[cache-dir-dotdot] a cache_dir with '..' broke the run:\n{text}"
+    )
+    result.assert_outcomes(failed=1, passed=2)
+    lastfailed = pytester.path / "shared_cache" / "v" / "cache" / "lastfailed"
+    assert json.loads(lastfailed.read_text()) == {"test_it.py::test_fails": True}

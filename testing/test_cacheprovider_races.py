@@ -15,6 +15,8 @@ from pathlib import Path
 import subprocess
 import sys
 
+from race_harness import require
+
 from _pytest.pytester import Pytester
 from _pytest.pytester import RunResult
 import pytest
@@ -105,7 +107,7 @@ def leftovers(root: Path) -> list[Path]:
     return sorted(root.rglob("pytest-cache-files-*"))
 
 
-def assert_clean_output(result: RunResult) -> None:
+def assert_clean_output(result: RunResult, layer: str) -> None:
     text = "\n".join(result.outlines + result.errlines)
     for needle in (
         "Directory not empty",
@@ -113,7 +115,7 @@ def assert_clean_output(result: RunResult) -> None:
         "PytestCacheWarning",
         "Traceback",
     ):
-        assert needle not in text, f"{needle!r} in the output of the run"
+        assert needle not in text, f"[{layer}] {needle!r} in the output of the run"
 
 
 def start_session(pytester: Pytester, *args: str) -> subprocess.Popen[str]:
@@ -139,6 +141,7 @@ def lastfailed(pytester: Pytester) -> dict[str, bool]:
 
 
 class TestConcurrentCreation:
+    @pytest.mark.layer("publish-race")
     def test_workers_publishing_the_cache_dir_at_once_all_succeed(
         self, pytester: Pytester
     ) -> None:
@@ -157,25 +160,80 @@ class TestConcurrentCreation:
             "-p", "xdist", "-n", str(WORKERS), timeout=RUN_TIMEOUT
         )
 
-        assert_clean_output(result)
-        result.assert_outcomes(passed=2 * WORKERS)
-        assert result.ret == 0
-        touched = set(os.listdir(pytester.path / "touched"))
-        assert len(touched) >= 2, f"only {touched} used the cache: no race took place"
         cachedir = pytester.path / ".pytest_cache"
         publish_log = pytester.path / "publish-log"
         # Releases before 8.2 create the dir in place, never publish, and add
         # no supporting files on this path: only publishing releases race here.
         if publish_log.exists():
             lines = publish_log.read_text().split()
-            assert lines[1::2] == ["True"] * WORKERS, "workers not held together"
+            require(
+                lines[1::2] == ["True"] * WORKERS, f"workers not held together: {lines}"
+            )
+        assert_clean_output(result, "publish-race")
+        result.assert_outcomes(passed=2 * WORKERS)
+        assert result.ret == 0
+        touched = set(os.listdir(pytester.path / "touched"))
+        require(len(touched) >= 2, f"only {touched} used the cache: no race took place")
+        if publish_log.exists():
             for name in ("README.md", ".gitignore", "CACHEDIR.TAG"):
                 assert (cachedir / name).is_file()
         assert (cachedir / "d" / "race").is_dir()
         assert leftovers(pytester.path) == []
 
 
+class TestPermissions:
+    # Logs every umask change made while pytest runs (pytest itself sets none).
+    UMASK_LOG = """
+import os
+
+_real_umask = os.umask
+
+
+def logged_umask(mask):
+    with open(os.path.join(os.path.dirname(__file__), "umask-log"), "a") as log:
+        log.write(f"{mask:o}\\n")
+    return _real_umask(mask)
+
+
+os.umask = logged_umask
+"""
+
+    @pytest.mark.layer("permissions")
+    def test_cache_dir_gets_the_umask_modes_without_the_umask_being_changed(
+        self, pytester: Pytester
+    ) -> None:
+        """Under umask 022 the cache dir is 0755 and a value 0644 (#12308), umask untouched.
+
+        8.2.0 published a ``tempfile`` directory (0700); 8.2.1 and later set
+        the process-wide umask twice to compute the mode, which races with any
+        thread creating files meanwhile.
+        """
+        pytester.makeconftest(self.UMASK_LOG)
+        pytester.makepyfile('def test(cache): cache.set("perm/value", 1)')
+        old = os.umask(0o022)
+        try:
+            result = pytester.runpytest_subprocess(
+                "-p", "no:xdist", timeout=RUN_TIMEOUT
+            )
+        finally:
+            os.umask(old)
+
+        result.assert_outcomes(passed=1)
+        log = pytester.path / "umask-log"
+        changes = log.read_text().split() if log.exists() else []
+        assert changes == [], f"[permissions] the process umask was set to {changes}"
+        cachedir = pytester.path / ".pytest_cache"
+        modes = {
+            "cache dir": cachedir.stat().st_mode & 0o777,
+            "value": (cachedir / "v" / "perm" / "value").stat().st_mode & 0o777,
+        }
+        assert modes == {"cache dir": 0o755, "value": 0o644}, (
+            f"[permissions] modes under umask 022: { {k: oct(v) for k, v in modes.items()} }"
+        )
+
+
 class TestAtomicSet:
+    @pytest.mark.layer("atomic-set")
     def test_reader_never_sees_a_partly_written_value(self, pytester: Pytester) -> None:
         """A session reads a value while another session is half-way through rewriting it.
 
@@ -248,11 +306,18 @@ pathlib.Path.open = held_open
         writer_ret, writer_out = finish(writer)
 
         assert writer_ret == 0, writer_out
-        assert reader_ret == 0, reader_out
+        require(
+            reader_ret == 0 or "read a torn value" in reader_out,
+            f"the reader did not get to read during the write:\n{reader_out}",
+        )
+        assert reader_ret == 0, (
+            f"[atomic-set] the reader got a torn value:\n{reader_out}"
+        )
         assert leftovers(pytester.path) == []
 
 
 class TestCacheClearUnderXdist:
+    @pytest.mark.layer("cache-clear-once")
     def test_worker_started_late_does_not_clear_what_others_wrote(
         self, pytester: Pytester
     ) -> None:
@@ -299,13 +364,22 @@ class TestCacheClearUnderXdist:
             timeout=RUN_TIMEOUT,
         )
 
+        text = "\n".join(result.outlines)
+        require(
+            "replacing crashed worker" in text, "no worker crashed and was replaced"
+        )
+        require(
+            "the value was never written" not in text,
+            "the worker meant to crash never saw the value",
+        )
+        kept = pytester.path / ".pytest_cache" / "v" / "race" / "kept"
+        assert kept.is_file(), (
+            "[cache-clear-once] the late worker cleared the cache again"
+        )
         result.assert_outcomes(
             passed=2, failed=1
         )  # The crashed item reruns on the replacement.
-        result.stdout.fnmatch_lines(["*replacing crashed worker*"])
         assert not stale.exists(), "--cache-clear did not clear the stale entry"
-        kept = pytester.path / ".pytest_cache" / "v" / "race" / "kept"
-        assert kept.is_file(), "the late worker cleared the cache again"
         text = "\n".join(result.outlines + result.errlines)
         assert "rm_rf" not in text and "PytestCacheWarning" not in text
         assert leftovers(pytester.path) == []
@@ -340,6 +414,7 @@ os.replace = _killing("replace")
             pytest.param("kept", id="writing-value"),
         ],
     )
+    @pytest.mark.layer("orphan-sweep")
     def test_entry_of_a_killed_process_is_swept_by_the_next_session(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, kill_at: str
     ) -> None:
@@ -352,14 +427,15 @@ os.replace = _killing("replace")
             )  # The cache dir exists already.
         monkeypatch.setenv("KILL_AT", kill_at)
         killed = pytester.runpytest_subprocess(timeout=RUN_TIMEOUT)
-        assert killed.ret == 9
-        assert leftovers(pytester.path), "the kill did not happen where it should"
+        require(killed.ret == 9, f"the run was not killed: rc {killed.ret}")
+        require(leftovers(pytester.path), "the kill did not happen where it should")
 
         monkeypatch.delenv("KILL_AT")
         result = pytester.runpytest_subprocess(timeout=RUN_TIMEOUT)
 
         result.assert_outcomes(passed=1)
-        assert leftovers(pytester.path) == []
+        left = leftovers(pytester.path)
+        assert left == [], f"[orphan-sweep] the next session left {left}"
         assert (
             pytester.path / ".pytest_cache" / "v" / "race" / "kept"
         ).read_text() == "1"
@@ -385,6 +461,7 @@ def pytest_unconfigure(config):
 """
     )
 
+    @pytest.mark.layer("lastfailed-merge")
     def test_overlapping_sessions_keep_each_others_failures(
         self, pytester: Pytester
     ) -> None:
@@ -403,13 +480,15 @@ def pytest_unconfigure(config):
         b = start_session(pytester, "test_b.py")
         (a_ret, a_out), (b_ret, b_out) = finish(a), finish(b)
 
-        assert (a_ret, b_ret) == (1, 1), a_out + b_out
-        assert "timeout" not in a_out + b_out
-        assert lastfailed(pytester) == {
+        require((a_ret, b_ret) == (1, 1), a_out + b_out)
+        require("timeout" not in a_out + b_out, a_out + b_out)
+        kept = lastfailed(pytester)
+        assert kept == {
             "test_a.py::test_a": True,
             "test_b.py::test_b": True,
-        }
+        }, f"[lastfailed-merge] lastfailed kept only {sorted(kept)}"
 
+    @pytest.mark.layer("lastfailed-merge")
     def test_session_that_now_passes_a_test_removes_only_that_entry(
         self, pytester: Pytester
     ) -> None:
@@ -440,12 +519,14 @@ def pytest_unconfigure(config):
         (pytester.path / "other-done").touch()
         fixed_ret, fixed_out = finish(fixed)
 
-        assert (fixed_ret, other_ret) == (0, 1), fixed_out + other_out
-        assert lastfailed(pytester) == {
+        require((fixed_ret, other_ret) == (0, 1), fixed_out + other_out)
+        kept = lastfailed(pytester)
+        assert kept == {
             "test_old.py::test_old": True,
             "test_other.py::test_other": True,
-        }
+        }, f"[lastfailed-merge] lastfailed is {sorted(kept)}"
 
+    @pytest.mark.layer("lastfailed-merge")
     def test_sessions_finishing_at_once_lose_nothing(self, pytester: Pytester) -> None:
         """Sessions that all read lastfailed, then all write it at the same moment.
 
@@ -486,13 +567,16 @@ os.replace = held_replace
         running = [start_session(pytester, f"test_{i}.py") for i in range(sessions)]
         outcomes = [finish(p) for p in running]
 
-        assert [ret for ret, _ in outcomes] == [1] * sessions, [
-            out for _, out in outcomes
-        ]
-        assert lastfailed(pytester) == {
-            f"test_{i}.py::test_{i}": True for i in range(sessions)
-        }
+        require(
+            [ret for ret, _ in outcomes] == [1] * sessions,
+            "\n".join(out for _, out in outcomes),
+        )
+        kept = lastfailed(pytester)
+        assert kept == {f"test_{i}.py::test_{i}": True for i in range(sessions)}, (
+            f"[lastfailed-merge] lastfailed kept only {sorted(kept)}"
+        )
 
+    @pytest.mark.layer("lastfailed-merge")
     def test_overlapping_sessions_keep_each_others_node_ids(
         self, pytester: Pytester
     ) -> None:
@@ -507,8 +591,10 @@ os.replace = held_replace
         b = start_session(pytester, "test_b.py")
         (a_ret, a_out), (b_ret, b_out) = finish(a), finish(b)
 
-        assert (a_ret, b_ret) == (0, 0), a_out + b_out
+        require((a_ret, b_ret) == (0, 0), a_out + b_out)
         nodeids = json.loads(
             (pytester.path / ".pytest_cache/v/cache/nodeids").read_text()
         )
-        assert nodeids == ["test_a.py::test_a", "test_b.py::test_b"]
+        assert nodeids == ["test_a.py::test_a", "test_b.py::test_b"], (
+            f"[lastfailed-merge] nodeids kept only {nodeids}"
+        )

@@ -24,6 +24,7 @@ from _pytest.cacheprovider import _is_orphan
 from _pytest.cacheprovider import _make_cachedir
 from _pytest.cacheprovider import _merge_lastfailed
 from _pytest.cacheprovider import _merge_nodeids
+from _pytest.cacheprovider import _refuse_non_directory
 from _pytest.cacheprovider import _sweep_orphans
 from _pytest.cacheprovider import _try_lock
 from _pytest.cacheprovider import _write_atomic
@@ -179,6 +180,8 @@ class TestPublishRace:
         target = tmp_path / ".pytest_cache"
         target.write_text("precious")
         with pytest.raises(NotADirectoryError, match="exists and is not a directory"):
+            _refuse_non_directory(target)
+        with pytest.raises(NotADirectoryError):
             _make_cachedir(target)
         assert target.read_text() == "precious"
         assert private_entries(tmp_path) == []

@@ -1,0 +1,240 @@
+"""The overlay as an ordered series of layers, one per fix.
+
+Each file ``src/_pytest/cacheprovider/NN_<fix>.py`` is a partial module (see
+``overlay_merge``) whose docstring opens with a header in the spirit of
+Debian's DEP-3 patch headers::
+
+    Fix: publish-race
+    Bug: #12381 (closed; fixed upstream in 8.2.2 ...)
+    Affects: 8.2.0, 8.2.1
+    Needs: -
+    Replaces: Cache._ensure_cache_dir_and_supporting_files
+
+Layers apply in file order; a later layer may redefine what an earlier one
+defined (``merge(merge(u, L1), L2)``), never the reverse.  ``Needs`` names the
+earlier layers whose definitions it uses; ``Replaces`` the definitions of
+upstream (on the default base) or of earlier layers that it redefines, which
+the build checks.  What a layer adds is read off the layer itself.
+
+The selection (the PEP 517 config setting ``fixes``) is resolved per base
+release: what a selected layer needs is pulled in, and a layer whose fix the
+base already has (``not_needed`` in ``bases.json``) is skipped unless a
+selected layer builds on it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import dataclasses
+from pathlib import Path
+import re
+
+import overlay_merge
+
+
+LAYERS_DIR = (
+    Path(__file__).resolve().parent.parent / "src" / "_pytest" / "cacheprovider"
+)
+LAYER_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
+HEADER_FIELDS = ("Fix", "Bug", "Affects", "Needs", "Replaces")
+ALL = "all"
+
+
+class LayerError(Exception):
+    """A layer or a selection of layers that the build cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One fix: its header fields and its source."""
+
+    number: int
+    name: str
+    path: Path
+    summary: str
+    bug: str
+    affects: str
+    needs: tuple[str, ...]
+    replaces: tuple[str, ...]
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The layers to merge for one base, in order, and what the resolution did."""
+
+    layers: list[Layer]
+    requested: list[str]
+    notes: list[str]
+    complete: bool
+
+    @property
+    def label(self) -> str:
+        """The version label's suffix naming a partial selection ('' for all)."""
+        if self.complete:
+            return ""
+        return "".join("." + name.replace("-", "") for name in self.requested)
+
+
+def _names(field: str) -> tuple[str, ...]:
+    field = field.strip()
+    if field in ("", "-"):
+        return ()
+    return tuple(part.strip() for part in field.split(",") if part.strip())
+
+
+def parse_layer(path: Path) -> Layer:
+    """Read one layer file and its header."""
+    match = LAYER_FILE.match(path.name)
+    if match is None:
+        raise LayerError(f"{path.name}: a layer file is named NN_<fix>.py")
+    source = path.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(source, filename=str(path)))
+    if not docstring:
+        raise LayerError(f"{path.name}: a layer opens with a docstring and its header")
+    lines = docstring.splitlines()
+    fields = {}
+    for line in lines[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key in HEADER_FIELDS:
+            fields[key] = value.strip()
+    missing = [key for key in HEADER_FIELDS if key not in fields]
+    if missing:
+        raise LayerError(f"{path.name}: header lacks {', '.join(missing)}")
+    return Layer(
+        number=int(match.group(1)),
+        name=fields["Fix"],
+        path=path,
+        summary=lines[0],
+        bug=fields["Bug"],
+        affects=fields["Affects"],
+        needs=_names(fields["Needs"]),
+        replaces=_names(fields["Replaces"]),
+        source=source,
+    )
+
+
+def load_layers(directory: Path = LAYERS_DIR) -> list[Layer]:
+    """Every layer in ``directory``, in order; refuses an inconsistent series."""
+    layers = [parse_layer(p) for p in sorted(directory.iterdir()) if p.suffix == ".py"]
+    seen: dict[str, Layer] = {}
+    for layer in layers:
+        if layer.name in seen:
+            raise LayerError(
+                f"{layer.path.name} and {seen[layer.name].path.name} both fix {layer.name!r}"
+            )
+        for need in layer.needs:
+            if need not in seen:
+                raise LayerError(
+                    f"{layer.path.name} needs {need!r}, which is not an earlier layer"
+                )
+        seen[layer.name] = layer
+    if not layers:
+        raise LayerError(f"no layers in {directory}")
+    return layers
+
+
+def requested_fixes(setting: object) -> list[str] | None:
+    """The ``fixes`` config setting as a list of names (None: all)."""
+    if setting is None:
+        return None
+    values: Iterable[object] = setting if isinstance(setting, list) else [setting]
+    names: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            raise LayerError(f"config setting 'fixes' must be a string, got {value!r}")
+        names.extend(n.strip() for n in value.split(",") if n.strip())
+    if not names or names == [ALL]:
+        return None
+    if ALL in names:
+        raise LayerError("config setting 'fixes': 'all' cannot be combined with names")
+    return names
+
+
+def select(
+    layers: Sequence[Layer],
+    requested: Sequence[str] | None,
+    *,
+    base: str,
+    not_needed: Mapping[str, str],
+    extra_needs: Mapping[str, Sequence[str]],
+) -> Selection:
+    """Resolve ``requested`` (None: every layer) against one base release."""
+    by_name = {layer.name: layer for layer in layers}
+    unknown = [name for name in requested or () if name not in by_name]
+    if unknown:
+        raise LayerError(
+            f"unknown fix {', '.join(map(repr, unknown))}; the fixes are: "
+            + ", ".join(by_name)
+        )
+    complete = requested is None
+    wanted = list(by_name) if requested is None else list(dict.fromkeys(requested))
+    notes: list[str] = []
+    chosen = [name for name in wanted if name not in not_needed]
+    for name in wanted:
+        if name in not_needed and not complete:
+            notes.append(
+                f"{name}: skipped, pytest {base} has this fix ({not_needed[name]})"
+            )
+    # Pull in what the chosen layers need, whether the base has their fix or not.
+    pending = list(chosen)
+    while pending:
+        name = pending.pop()
+        for need in (*by_name[name].needs, *extra_needs.get(name, ())):
+            if need not in chosen:
+                chosen.append(need)
+                pending.append(need)
+                why = (
+                    f" (pytest {base} has its fix: {not_needed[need]}; merged as groundwork)"
+                    if need in not_needed
+                    else ""
+                )
+                notes.append(f"{need}: pulled in, {name} needs it{why}")
+    if not chosen:
+        raise LayerError(
+            f"nothing to build: pytest {base} already has every selected fix ({', '.join(wanted)})"
+        )
+    ordered = [layer for layer in layers if layer.name in chosen]
+    return Selection(layers=ordered, requested=wanted, notes=notes, complete=complete)
+
+
+@dataclasses.dataclass(frozen=True)
+class Combined:
+    """The selected layers folded into one overlay."""
+
+    source: str
+    # Per layer, the qualified names the layers before it (in this selection) define.
+    defined_before: Mapping[str, frozenset[str]]
+
+
+def combine(layers: Sequence[Layer]) -> Combined:
+    """Fold the layers into one overlay, later definitions replacing earlier ones."""
+    source = layers[0].source
+    defined = frozenset(overlay_merge.definition_fingerprints(source))
+    defined_before = {layers[0].name: frozenset()}
+    for layer in layers[1:]:
+        defined_before[layer.name] = defined
+        try:
+            source = overlay_merge.merge(source, layer.source, partial=True).code
+        except overlay_merge.MergeError as e:
+            raise LayerError(f"{layer.path.name}: {e}") from None
+        defined = frozenset(overlay_merge.definition_fingerprints(source))
+    return Combined(source=source, defined_before=defined_before)
+
+
+def describe(layers: Sequence[Layer]) -> str:
+    """One line per layer: number, name, what it needs, its summary."""
+    rows = []
+    for layer in layers:
+        needs = ", ".join(layer.needs) or "-"
+        rows.append(
+            f"{layer.number:02d} {layer.name:28} needs {needs:30} {layer.summary}"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(describe(load_layers()))

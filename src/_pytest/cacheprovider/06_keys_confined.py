@@ -1,0 +1,55 @@
+"""Cache keys escape the cache directory (``../x``, absolute keys).
+
+Fix: keys-confined
+Bug: -  (fixed upstream in 9.2.0 by #14884, ``Cache._join_within``)
+Affects: 8.2.0 to 9.1.1
+Needs: -
+Replaces: Cache.mkdir, Cache._getvaluepath
+
+``Path.joinpath`` drops the cache dir for an absolute key and keeps ``..``
+parts, so ``cache.set("../../x", ...)`` writes anywhere.  Keys are normalized
+and must stay inside their folder.  The base itself is normalized too, so a
+``cache_dir`` that contains ``..`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+def _confined_path(base: Path, name: str) -> Path:
+    """Join ``name`` onto ``base``, refusing a result outside ``base``.
+
+    ``base / name`` discards ``base`` for an absolute (or drive-qualified)
+    ``name`` and keeps ``..`` parts as they are; normalizing first catches
+    both, while a ``..`` that stays inside ``base`` remains allowed.
+    """
+    root = os.path.normpath(base)
+    path = os.path.normpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(
+            f"{name!r} is not allowed to escape the cache directory ({root})"
+        )
+    return Path(path)
+
+
+class Cache:
+    def mkdir(self, name: str) -> Path:
+        """Return the cache's directory called ``name``, creating it if needed.
+
+        Plugins keep data there that outlives a test session, database dumps
+        for instance.  Put your plugin's or application's name into ``name``,
+        so that it does not clash with other users of the cache.
+
+        .. versionadded:: 7.0
+
+        :param name:
+            One path component: a name with a ``/`` separator, or one that
+            would resolve outside the cache directory, raises ``ValueError``.
+        """
+        if len(Path(name).parts) > 1:
+            raise ValueError("name is not allowed to contain path separators")
+        path = _confined_path(self._cachedir / self._CACHE_PREFIX_DIRS, name)
+        self._mkdir(path)
+        return path
+
+    def _getvaluepath(self, key: str) -> Path:
+        return _confined_path(self._cachedir / self._CACHE_PREFIX_VALUES, key)
