@@ -214,7 +214,7 @@ def combine(layers: Sequence[Layer]) -> Combined:
     """Fold the layers into one overlay, later definitions replacing earlier ones."""
     source = layers[0].source
     defined = frozenset(overlay_merge.definition_fingerprints(source))
-    defined_before = {layers[0].name: frozenset()}
+    defined_before: dict[str, frozenset[str]] = {layers[0].name: frozenset()}
     for layer in layers[1:]:
         defined_before[layer.name] = defined
         try:

@@ -25,7 +25,6 @@ from pathlib import Path
 import shutil
 import subprocess
 import sys
-import tomllib
 
 
 #: The literal version name of our own build.
@@ -43,6 +42,14 @@ ENV_LAYOUT = "2"
 INSTALL_TIMEOUT = 900.0
 #: What the fork's key hashes, relative to the repository root.
 FORK_SOURCES = ("src", "backend", "pyproject.toml")
+
+#: As root, ``chmod`` has no effect: drop the DAC capabilities (still uid 0) so
+#: that file modes apply, as upstream's permission tests and ours need.
+DROP_DAC = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+)
 
 VERSION_PROBE = """\
 import importlib.metadata, json, os, _pytest
@@ -99,6 +106,8 @@ def fork_source_hash(repo: Path = REPO_ROOT) -> str:
 
 def fork_build_problem(repo: Path = REPO_ROOT) -> str | None:
     """Why the fork cannot be built from ``repo`` yet, or None when it can be tried."""
+    import tomllib  # Python 3.11+: only the scripts need it, the tests import DROP_DAC.
+
     pyproject = repo / "pyproject.toml"
     try:
         build = tomllib.loads(pyproject.read_text(encoding="utf-8")).get(

@@ -361,6 +361,82 @@ def test_b_fails():
     assert False, "session B fails on purpose"
 """
 
+#: Logs every umask change the process makes (pytest itself sets none).
+UMASK_FLIP_CONFTEST = """\
+import os
+
+_real_umask = os.umask
+
+
+def _logged_umask(mask):
+    with open(os.path.join(os.path.dirname(__file__), "umask-calls"), "a") as log:
+        log.write("%o\\n" % mask)
+    return _real_umask(mask)
+
+
+os.umask = _logged_umask
+"""
+
+#: A session whose once-failing test now passes, overlapping a session that fails.
+LASTFAILED_FIXED_FILES = {
+    "test_fixed.py": """\
+from conftest import exists
+from conftest import touch
+from conftest import wait_until
+
+
+def test_fixed():
+    touch("fixed-running")
+    wait_until(lambda: exists("other-done"), "other-done")
+""",
+    "test_other.py": """\
+from conftest import exists
+from conftest import wait_until
+
+
+def test_other():
+    wait_until(lambda: exists("fixed-running"), "fixed-running")
+    assert False, "fails on purpose"
+""",
+    "test_old.py": "def test_old():\n    assert False\n",
+}
+
+#: Every session reads lastfailed, then all write it at the same moment: a write
+#: is held until all sessions are writing, or for a while (with a lock nobody else
+#: can get there, so that wait ends without a TIMEOUT mark: it is expected).
+FINISH_TOGETHER_CONFTEST = (
+    BARRIER_PRELUDE
+    + """
+SESSIONS = int(os.environ["SCENARIO_SESSIONS"])
+_real_replace = os.replace
+
+
+def _held_replace(src, dst, *args, **kwargs):
+    if os.path.basename(os.fspath(dst)) == "lastfailed":
+        touch("write-%d" % os.getpid())
+        deadline = time.monotonic() + 2.0
+        while len(names("write-")) < SESSIONS and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return _real_replace(src, dst, *args, **kwargs)
+
+
+os.replace = _held_replace
+"""
+)
+
+FINISH_TOGETHER_TEST = """\
+from conftest import SESSIONS
+from conftest import names
+from conftest import touch
+from conftest import wait_until
+
+
+def test_{i}():
+    touch("read-{i}")
+    wait_until(lambda: len(names("read-")) >= SESSIONS, "read")
+    assert False, "fails on purpose"
+"""
+
 #: Counts the write-side filesystem calls that touch the cache (paths holding
 #: ``.pytest_cache`` or ``pytest-cache-files-``) and kills the process right
 #: before call number ``SCENARIO_KILL_AT`` (0: never; the count is then saved).
@@ -976,6 +1052,116 @@ def run_kill_random(ctx: RunContext) -> Outcome:
     return f.outcome()
 
 
+def run_umask_flip(ctx: RunContext) -> Outcome:
+    """Publishing the cache dir must not change the process umask (8.2.1's fix of #12308 does)."""
+    write_project(
+        ctx.workdir,
+        {"conftest.py": UMASK_FLIP_CONFTEST, "test_perm.py": PERMISSIONS_TESTS},
+    )
+    run = run_pytest(ctx, "umask", [], umask=0o022)
+    f = Findings()
+    f.check_run(run)
+    if not (ctx.workdir / ".pytest_cache" / "v" / "scenario" / "perm").is_file():
+        f.errors.append("no value was written")
+    log = ctx.workdir / "umask-calls"
+    calls = log.read_text(encoding="utf-8").split() if log.exists() else []
+    if calls:
+        f.problems.append(f"the process umask was set to {', '.join(calls)}")
+    else:
+        f.notes.append("umask never changed")
+    return f.outcome()
+
+
+def _read_value(f: Findings, path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        f.problems.append(f"{path.name} unreadable: {exc}")
+        return None
+
+
+def run_lastfailed_fixed_test(ctx: RunContext) -> Outcome:
+    """A session whose test now passes removes only that entry; others' stay (#6423)."""
+    write_project(
+        ctx.workdir, {"conftest.py": BARRIER_PRELUDE, **LASTFAILED_FIXED_FILES}
+    )
+    lastfailed_file = ctx.workdir / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    lastfailed_file.parent.mkdir(parents=True)
+    seeded = {"test_fixed.py::test_fixed": True, "test_old.py::test_old": True}
+    lastfailed_file.write_text(json.dumps(seeded), encoding="utf-8")
+    fixed = start_pytest(ctx, "fixed", ["test_fixed.py"], cwd=ctx.workdir)
+    other = start_pytest(ctx, "other", ["test_other.py"], cwd=ctx.workdir)
+    f = Findings()
+    (other_run,) = finish([other], ctx.timeout)
+    touch_barrier(ctx.workdir, "other-done")
+    (fixed_run,) = finish([fixed], ctx.timeout)
+    f.check_run(fixed_run)
+    f.check_run(other_run, expect_exit=1)
+    f.check_barriers(ctx.workdir)
+    got = _read_value(f, lastfailed_file)
+    want = {"test_old.py::test_old": True, "test_other.py::test_other": True}
+    if isinstance(got, dict) and got != want:
+        f.problems.append(f"lastfailed is {sorted(got)}, want {sorted(want)}")
+    return f.outcome()
+
+
+def run_lastfailed_finish_together(ctx: RunContext) -> Outcome:
+    """Sessions that all read lastfailed, then all write it at once, lose nothing."""
+    sessions = 4
+    files = {"conftest.py": FINISH_TOGETHER_CONFTEST}
+    for i in range(sessions):
+        files[f"test_{i}.py"] = FINISH_TOGETHER_TEST.format(i=i)
+    write_project(ctx.workdir, files)
+    env = {"SCENARIO_SESSIONS": str(sessions)}
+    started = [
+        start_pytest(ctx, f"s{i}", [f"test_{i}.py"], cwd=ctx.workdir, env=env)
+        for i in range(sessions)
+    ]
+    f = Findings()
+    for run in finish(started, ctx.timeout):
+        f.check_run(run, expect_exit=1)
+    f.check_barriers(ctx.workdir)
+    got = _read_value(f, ctx.workdir / ".pytest_cache" / "v" / "cache" / "lastfailed")
+    want = {f"test_{i}.py::test_{i}" for i in range(sessions)}
+    if isinstance(got, dict) and set(got) != want:
+        f.problems.append(f"lastfailed kept {len(got)} of {sessions}: {sorted(got)}")
+    return f.outcome()
+
+
+def run_nodeids_lost_update(ctx: RunContext) -> Outcome:
+    """``cache/nodeids`` (``--nf``) keeps the node ids of two overlapping sessions."""
+    passing = {
+        name: text.replace('    assert False, "session A fails on purpose"\n', "")
+        .replace('    assert False, "session B fails on purpose"\n', "")
+        .replace("_fails", "_passes")
+        for name, text in (
+            ("test_a.py", LASTFAILED_TEST_A),
+            ("test_b.py", LASTFAILED_TEST_B),
+        )
+    }
+    write_project(ctx.workdir, {"conftest.py": LASTFAILED_CONFTEST, **passing})
+    b = start_pytest(
+        ctx, "B", ["test_b.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "B"}
+    )
+    a = start_pytest(
+        ctx, "A", ["test_a.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "A"}
+    )
+    f = Findings()
+    for run in finish([a, b], ctx.timeout):
+        f.check_run(run)
+    f.check_barriers(ctx.workdir)
+    got = _read_value(f, ctx.workdir / ".pytest_cache" / "v" / "cache" / "nodeids")
+    want = ["test_a.py::test_a_passes", "test_b.py::test_b_passes"]
+    if isinstance(got, list) and got != want:
+        f.problems.append(f"nodeids kept {got}, want {want}")
+    return f.outcome()
+
+
+def touch_barrier(workdir: Path, name: str) -> None:
+    """Create the barrier file ``name`` from the harness side."""
+    (workdir / "barrier" / name).touch()
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -1011,6 +1197,33 @@ SCENARIOS: dict[str, Scenario] = {
             "#6423",
             "overlapping sessions overwrite lastfailed",
             run_lastfailed_lost_update,
+        ),
+        Scenario(
+            "umask-flip",
+            "#12308",
+            "publishing the cache dir changes the process umask",
+            run_umask_flip,
+        ),
+        Scenario(
+            "lastfailed-fixed-test",
+            "#6423",
+            "a session that fixed a test erases others' new failures",
+            run_lastfailed_fixed_test,
+            in_matrix=False,
+        ),
+        Scenario(
+            "lastfailed-finish-together",
+            "#6423",
+            "sessions writing lastfailed at one moment lose entries",
+            run_lastfailed_finish_together,
+            in_matrix=False,
+        ),
+        Scenario(
+            "nodeids-lost-update",
+            "#6423",
+            "overlapping sessions overwrite cache/nodeids",
+            run_nodeids_lost_update,
+            in_matrix=False,
         ),
         Scenario(
             "kill-random",

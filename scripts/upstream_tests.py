@@ -29,17 +29,14 @@ import sys
 import tarfile
 import tempfile
 
+from envs import DROP_DAC
+
 
 CACHE_ROOT = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     / "pytest-cache-overlay"
 )
 DEFAULT_FILES = ("testing/test_cacheprovider.py", "testing/test_stepwise.py")
-DROP_DAC = (
-    "setpriv",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--bounding-set=-dac_override,-dac_read_search",
-)
 # Counts of stock releases on the default files, measured with DAC capabilities
 # dropped (so no permission test skips): what the fork must reproduce.
 STOCK_COUNTS: dict[str, dict[str, int]] = {

@@ -21,7 +21,8 @@ def pytest_collection_modifyitems(
     wanted = set(config.getoption("layer"))
     if not wanted:
         return
-    selected, deselected = [], []
+    selected: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
     for item in items:
         fixes = {m.args[0] for m in item.iter_markers("layer") if m.args}
         (selected if fixes & wanted else deselected).append(item)

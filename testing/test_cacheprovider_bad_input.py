@@ -13,11 +13,11 @@ from _pytest.pytester import RunResult
 import pytest
 
 
-DROP_DAC = (
-    "setpriv",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--bounding-set=-dac_override,-dac_read_search",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from envs import DROP_DAC
+
+
 FAILING_AND_PASSING = """
 def test_fails():
     assert 0
