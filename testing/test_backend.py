@@ -17,8 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "backend"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import layers  # noqa: E402
+import mutations  # noqa: E402
 import overlay_backend  # noqa: E402
 from overlay_backend import BuildError  # noqa: E402
 import overlay_merge  # noqa: E402
@@ -284,14 +286,21 @@ class TestWheel:
         )
 
 
+@pytest.fixture(scope="module")
+def minimal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The minimal fork: base 8.2.0 with the #12381 layer alone."""
+    return build_wheel(
+        tmp_path_factory.mktemp("minimal") / "w",
+        "--config-settings",
+        "fixes=publish-race",
+    )
+
+
 @pytest.mark.slow
 def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
-    wheels: tuple[Path, Path, Path], tmp_path: Path
+    wheels: tuple[Path, Path, Path], minimal: Path
 ) -> None:
     """``-C fixes=publish-race`` on 8.2.0: the #12381 fix and nothing else."""
-    minimal = build_wheel(
-        tmp_path / "minimal", "--config-settings", "fixes=publish-race"
-    )
     assert minimal.name.split("-")[1].endswith(".publishrace")
     _, _, upstream = wheels
     with zipfile.ZipFile(minimal) as z:
@@ -312,6 +321,35 @@ def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
         assert added in rest and added not in theirs
         rest = rest.replace(added, "", 1)
     assert rest == overlay_merge.without_definitions(theirs, [ensure])
+
+
+@pytest.mark.slow
+def test_minimal_fork_passes_the_12381_regression_test(
+    minimal: Path, tmp_path: Path
+) -> None:
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    result = pip(python, "install", "--quiet", str(minimal), "pytest-xdist==3.8.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pytest",
+            "-q",
+            "--layer=publish-race",
+            *mutations.layer_test_files(),
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT,
+        check=False,
+    )
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")
