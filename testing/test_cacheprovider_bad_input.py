@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 import shutil
 import sys
+from typing import Any
 
 from _pytest.pytester import Pytester
 from _pytest.pytester import RunResult
@@ -223,3 +225,55 @@ def test_mkdir(cache):
     result.assert_outcomes(failed=1, passed=2)
     lastfailed = pytester.path / "shared_cache" / "v" / "cache" / "lastfailed"
     assert json.loads(lastfailed.read_text()) == {"test_it.py::test_fails": True}
+
+
+def refuse_opening(
+    monkeypatch: pytest.MonkeyPatch, target: Path, times: int
+) -> list[Path]:
+    """``Path.open`` of ``target`` fails with access denied ``times`` times (a Windows reader
+    during another process's ``os.replace``); returns the list of refused opens."""
+    real_open = Path.open
+    refused: list[Path] = []
+
+    def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == target and len(refused) < times:
+            refused.append(self)
+            raise PermissionError(
+                errno.EACCES, "sharing violation (simulated)", str(self)
+            )
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    return refused
+
+
+@pytest.mark.layer("windows-read-retry")
+def test_windows_get_during_a_replace_gets_the_value(
+    pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = pytester.parseconfigure()
+    assert config.cache is not None
+    config.cache.set("plugin/value", {"v": 1})
+    target = pytester.path / ".pytest_cache" / "v" / "plugin" / "value"
+    with monkeypatch.context() as m:
+        m.setattr(sys, "platform", "win32")
+        refused = refuse_opening(m, target, times=3)
+        value = config.cache.get("plugin/value", "default")
+    assert refused, "the simulated sharing violation never happened"
+    assert value == {"v": 1}, (
+        f"[windows-read-retry] get returned {value!r} during another process's replace"
+    )
+
+
+def test_posix_unreadable_value_is_the_default_at_once(
+    pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = pytester.parseconfigure()
+    assert config.cache is not None
+    config.cache.set("plugin/value", {"v": 1})
+    target = pytester.path / ".pytest_cache" / "v" / "plugin" / "value"
+    with monkeypatch.context() as m:
+        m.setattr(sys, "platform", "linux")
+        refused = refuse_opening(m, target, times=100)
+        value = config.cache.get("plugin/value", "default")
+    assert (value, len(refused)) == ("default", 1)
