@@ -964,16 +964,12 @@ def run_crash_leftovers(ctx: RunContext) -> Outcome:
     return f.outcome()
 
 
-def run_lastfailed_lost_update(ctx: RunContext) -> Outcome:
-    """#6423: two overlapping sessions must both keep their failure in lastfailed."""
-    write_project(
-        ctx.workdir,
-        {
-            "conftest.py": LASTFAILED_CONFTEST,
-            "test_a.py": LASTFAILED_TEST_A,
-            "test_b.py": LASTFAILED_TEST_B,
-        },
-    )
+def _overlapping_sessions(
+    ctx: RunContext, tests: Mapping[str, str], expect_exit: int
+) -> Findings:
+    """Sessions A (``test_a.py``) and B (``test_b.py``): B reads the cache before A
+    writes it and writes after A, held by the barriers of ``LASTFAILED_CONFTEST``."""
+    write_project(ctx.workdir, {"conftest.py": LASTFAILED_CONFTEST, **tests})
     b = start_pytest(
         ctx, "B", ["test_b.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "B"}
     )
@@ -982,8 +978,16 @@ def run_lastfailed_lost_update(ctx: RunContext) -> Outcome:
     )
     f = Findings()
     for run in finish([a, b], ctx.timeout):
-        f.check_run(run, expect_exit=1)
+        f.check_run(run, expect_exit=expect_exit)
     f.check_barriers(ctx.workdir)
+    return f
+
+
+def run_lastfailed_lost_update(ctx: RunContext) -> Outcome:
+    """#6423: two overlapping sessions must both keep their failure in lastfailed."""
+    f = _overlapping_sessions(
+        ctx, {"test_a.py": LASTFAILED_TEST_A, "test_b.py": LASTFAILED_TEST_B}, 1
+    )
     lastfailed_file = ctx.workdir / ".pytest_cache" / "v" / "cache" / "lastfailed"
     try:
         lastfailed = json.loads(lastfailed_file.read_text(encoding="utf-8"))
@@ -1139,17 +1143,7 @@ def run_nodeids_lost_update(ctx: RunContext) -> Outcome:
             ("test_b.py", LASTFAILED_TEST_B),
         )
     }
-    write_project(ctx.workdir, {"conftest.py": LASTFAILED_CONFTEST, **passing})
-    b = start_pytest(
-        ctx, "B", ["test_b.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "B"}
-    )
-    a = start_pytest(
-        ctx, "A", ["test_a.py"], cwd=ctx.workdir, env={"SCENARIO_ROLE": "A"}
-    )
-    f = Findings()
-    for run in finish([a, b], ctx.timeout):
-        f.check_run(run)
-    f.check_barriers(ctx.workdir)
+    f = _overlapping_sessions(ctx, passing, 0)
     got = _read_value(f, ctx.workdir / ".pytest_cache" / "v" / "cache" / "nodeids")
     want = ["test_a.py::test_a_passes", "test_b.py::test_b_passes"]
     if isinstance(got, list) and got != want:

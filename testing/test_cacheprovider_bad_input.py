@@ -247,18 +247,26 @@ def refuse_opening(
     return refused
 
 
-@pytest.mark.layer("windows-read-retry")
-def test_windows_get_during_a_replace_gets_the_value(
-    pytester: Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def get_while_refused(
+    pytester: Pytester, monkeypatch: pytest.MonkeyPatch, *, platform: str, times: int
+) -> tuple[object, int]:
+    """``get`` of a saved value on ``platform`` while opening it is refused ``times`` times."""
     config = pytester.parseconfigure()
     assert config.cache is not None
     config.cache.set("plugin/value", {"v": 1})
     target = pytester.path / ".pytest_cache" / "v" / "plugin" / "value"
     with monkeypatch.context() as m:
-        m.setattr(sys, "platform", "win32")
-        refused = refuse_opening(m, target, times=3)
+        m.setattr(sys, "platform", platform)
+        refused = refuse_opening(m, target, times=times)
         value = config.cache.get("plugin/value", "default")
+    return value, len(refused)
+
+
+@pytest.mark.layer("windows-read-retry")
+def test_windows_get_during_a_replace_gets_the_value(
+    pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value, refused = get_while_refused(pytester, monkeypatch, platform="win32", times=3)
     assert refused, "the simulated sharing violation never happened"
     assert value == {"v": 1}, (
         f"[windows-read-retry] get returned {value!r} during another process's replace"
@@ -268,12 +276,5 @@ def test_windows_get_during_a_replace_gets_the_value(
 def test_posix_unreadable_value_is_the_default_at_once(
     pytester: Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = pytester.parseconfigure()
-    assert config.cache is not None
-    config.cache.set("plugin/value", {"v": 1})
-    target = pytester.path / ".pytest_cache" / "v" / "plugin" / "value"
-    with monkeypatch.context() as m:
-        m.setattr(sys, "platform", "linux")
-        refused = refuse_opening(m, target, times=100)
-        value = config.cache.get("plugin/value", "default")
-    assert (value, len(refused)) == ("default", 1)
+    got = get_while_refused(pytester, monkeypatch, platform="linux", times=100)
+    assert got == ("default", 1)
