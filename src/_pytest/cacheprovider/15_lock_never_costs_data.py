@@ -77,6 +77,8 @@ def _stamp_lock(fd: int) -> None:
         # EPERM/EACCES: another user's file, opened read-only (still locked, no stamp).
         with contextlib.suppress(OSError):
             os.utime(fd)
+
+
 def _acquire(fd: int, lockfile: Path, *, patience: float) -> str | None:
     """Lock ``fd``; None once it is held, otherwise why the caller goes on unlocked.
 
