@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 
 from _pytest import cacheprovider
 from _pytest.cacheprovider import _is_orphan
@@ -460,9 +461,11 @@ class TestLocking:
             os.close(fd)
 
     def test_merge_skips_rereading_a_value_nobody_rewrote(
-        self, pytester: Pytester
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The signature taken before the first read proves the file unchanged (compare-and-swap)."""
+        # Files written a moment ago count as changed (racily clean); not here.
+        monkeypatch.setattr(cacheprovider, "_RACY_WINDOW_NS", 0, raising=False)
         cache = pytester.parseconfigure().cache
         assert cache is not None
         seen: list[object] = []
@@ -481,9 +484,11 @@ class TestLocking:
         other.set("plugin/merged", [4])  # ...so this merge must read it again.
         assert seen == [cacheprovider._UNCHANGED, [3]]
 
-    def test_filesystem_without_locks_merges_unlocked_with_a_warning(
+    @pytest.mark.layer("silent-fallback")
+    def test_filesystem_without_locks_merges_unlocked_silently(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """Stock writes unlocked and says nothing; so does the fork (no warning, even as error)."""
         import fcntl
 
         cache = pytester.parseconfigure().cache
@@ -494,14 +499,14 @@ class TestLocking:
         def flock(fd: int, operation: int) -> None:
             raise OSError(errno.ENOLCK, "No locks available")
 
-        with monkeypatch.context() as m:
+        with monkeypatch.context() as m, warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
             m.setattr(fcntl, "flock", flock)
-            with pytest.warns(
-                pytest.PytestCacheWarning,
-                match="could not lock .*merging cache/nodeids unlocked",
-            ):
-                cache.set("cache/nodeids", ["ours"])
+            cache.set("cache/nodeids", ["ours"])
         assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
+        assert [str(w.message) for w in seen] == [], (
+            "[silent-fallback] the unlocked merge warned where stock is silent"
+        )
 
 
 class TestCacheClearOnce:
