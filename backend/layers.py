@@ -11,7 +11,8 @@ Debian's DEP-3 patch headers::
     Replaces: Cache._ensure_cache_dir_and_supporting_files
 
 Layers apply in file order; a later layer may redefine what an earlier one
-defined (``merge(merge(u, L1), L2)``), never the reverse.  ``Needs`` names the
+defined (``merge(merge(u, L1), L2)``), never the reverse, and may drop an
+earlier layer's definition with an optional ``Drops:`` field.  ``Needs`` names the
 earlier layers whose definitions it uses; ``Replaces`` the definitions of
 upstream (on the default base) or of earlier layers that it redefines, which
 the build checks.  What a layer adds is read off the layer itself.
@@ -40,6 +41,7 @@ LAYERS_DIR = (
 )
 LAYER_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
 HEADER_FIELDS = ("Fix", "Bug", "Affects", "Needs", "Replaces")
+OPTIONAL_FIELDS = ("Drops",)
 ALL = "all"
 
 
@@ -60,6 +62,7 @@ class Layer:
     needs: tuple[str, ...]
     replaces: tuple[str, ...]
     source: str
+    drops: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +102,7 @@ def parse_layer(path: Path) -> Layer:
     fields = {}
     for line in lines[1:]:
         key, sep, value = line.partition(":")
-        if sep and key in HEADER_FIELDS:
+        if sep and key in (*HEADER_FIELDS, *OPTIONAL_FIELDS):
             fields[key] = value.strip()
     missing = [key for key in HEADER_FIELDS if key not in fields]
     if missing:
@@ -114,6 +117,7 @@ def parse_layer(path: Path) -> Layer:
         needs=_names(fields["Needs"]),
         replaces=_names(fields["Replaces"]),
         source=source,
+        drops=_names(fields.get("Drops", "")),
     )
 
 
@@ -218,6 +222,8 @@ def combine(layers: Sequence[Layer]) -> Combined:
     for layer in layers[1:]:
         defined_before[layer.name] = defined
         try:
+            if layer.drops:
+                source = overlay_merge.without_definitions(source, layer.drops)
             source = overlay_merge.merge(source, layer.source, partial=True).code
         except overlay_merge.MergeError as e:
             raise LayerError(f"{layer.path.name}: {e}") from None

@@ -249,6 +249,8 @@ def _merge_imports(
     overlay_imports: list[cst.SimpleStatementLine],
 ) -> tuple[list[cst.CSTNode], list[str]]:
     """Add the overlay's missing imports to upstream's leading import block."""
+    if not overlay_imports:
+        return body, []
     start = 1 if body and _is_docstring(body[0]) else 0
     end = start
     while end < len(body) and _is_import(body[end]):

@@ -4,7 +4,8 @@ Fix: crashed-tests-counted
 Bug: -  (no upstream release merges)
 Affects: the lastfailed-merge layer
 Needs: lastfailed-merge
-Replaces: LFPlugin.pytest_runtest_logreport, LFPlugin.pytest_runtest_logfinish
+Replaces: LFPlugin.pytest_runtest_logreport
+Drops: LFPlugin.pytest_runtest_logfinish
 
 The merge lets a session own the lastfailed entries of the tests it ran.
 Those were collected in ``pytest_runtest_logfinish``, which xdist's
@@ -32,6 +33,3 @@ class LFPlugin:
             self.lastfailed.pop(key, None)
         elif report.failed:
             self.lastfailed[key] = True
-
-    # Not a hook any more (pluggy registers only routines): counting moved above.
-    pytest_runtest_logfinish = None
