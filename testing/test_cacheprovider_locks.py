@@ -481,6 +481,7 @@ class TestRacilyClean:
             # Configuring reads lastfailed (LFPlugin), as a session starts.
             session = pytester.parseconfigure(*option).cache
             assert session is not None
+            assert session is not None
             assert session.get(key, {}) == {"t.py::x": True}
             writer.set(key, {"t.py::y": True})
             writer.set(key, {"t.py::z": True})
