@@ -481,7 +481,6 @@ class TestRacilyClean:
             # Configuring reads lastfailed (LFPlugin), as a session starts.
             session = pytester.parseconfigure(*option).cache
             assert session is not None
-            assert session is not None
             assert session.get(key, {}) == {"t.py::x": True}
             writer.set(key, {"t.py::y": True})
             writer.set(key, {"t.py::z": True})
@@ -490,6 +489,7 @@ class TestRacilyClean:
                 break
         else:
             require(False, "no rewrite looked identical (tick crossed, no inode reuse)")
+        assert session is not None
         policies = getattr(session, "_merge_policies", None)
         if policies is not None:  # Stock has no merge at all.
             policies[key] = functools.partial(
