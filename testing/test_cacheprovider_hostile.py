@@ -11,6 +11,7 @@ the test creates; no sleeps decide anything.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -440,6 +441,31 @@ class TestBestEffortSweep:
             f"[best-effort-sweep] after 40 sweeps {len(left)} of 20 orphans "
             f"were never reached: {[p.parent.name for p in left]}"
         )
+
+    @pytest.mark.parametrize(
+        "error", [errno.EIO, errno.ELOOP, errno.EOVERFLOW], ids=errno.errorcode.get
+    )
+    @pytest.mark.layer("best-effort-sweep")
+    def test_entry_the_sweep_cannot_judge_is_left_for_later(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int
+    ) -> None:
+        """``stat`` of a private entry fails with an errno no allow-list foresaw."""
+        cachedir = tmp_path / ".pytest_cache"
+        (cachedir / "v").mkdir(parents=True)
+        entry = own_private_name(tmp_path, dead_pid())
+        entry.mkdir()
+
+        def cannot_judge(found: os.DirEntry[str], **kwargs: float) -> bool:
+            raise OSError(error, os.strerror(error), found.path)
+
+        monkeypatch.setattr(cacheprovider, "_is_orphan", cannot_judge)
+        raised = None
+        try:
+            cacheprovider._sweep_orphans(cachedir, consider_orphaned_if_older_than=0.0)
+        except OSError as e:
+            raised = e
+        assert raised is None, f"[best-effort-sweep] the sweep raised {raised!r}"
+        assert entry.is_dir()
 
     @pytest.mark.layer("best-effort-sweep")
     def test_unlistable_folder_below_v_does_not_fail_the_session_end(
