@@ -41,6 +41,12 @@ def private_entries(root: Path) -> list[Path]:
     return sorted(root.rglob("pytest-cache-files-*"))
 
 
+def own_private_name(directory: Path, pid: int) -> Path:
+    """A private name as this build makes them in ``directory``, with ``pid`` in it."""
+    name: str = cacheprovider._private_name(directory).name
+    return directory / name.replace(f"-{os.getpid()}-", f"-{pid}-", 1)
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -346,7 +352,8 @@ class TestOrphanRule:
     @pytest.mark.parametrize(
         ("name", "age", "orphan"),
         [
-            pytest.param("pytest-cache-files-{dead}-0a1b2c3d", 0, True, id="dead-pid"),
+            # Our own name format with a dead pid (the owner id, if any, is ours).
+            pytest.param("{own_dead}", 0, True, id="dead-pid"),
             pytest.param("pytest-cache-files-{live}-0a1b2c3d", 0, False, id="live-pid"),
             pytest.param(
                 "pytest-cache-files-{live}-0a1b2c3d",
@@ -364,7 +371,10 @@ class TestOrphanRule:
     def test_rule(
         self, tmp_path: Path, dead_pid: int, name: str, age: float, orphan: bool
     ) -> None:
-        entry = tmp_path / name.format(dead=dead_pid, live=os.getpid())
+        own_dead = own_private_name(tmp_path, dead_pid).name
+        entry = tmp_path / name.format(
+            dead=dead_pid, live=os.getpid(), own_dead=own_dead
+        )
         entry.mkdir()
         os.utime(entry, (time.time() - age, time.time() - age))
         (found,) = os.scandir(tmp_path)
@@ -384,9 +394,9 @@ class TestOrphanRule:
         live = tmp_path / f"pytest-cache-files-{os.getpid()}-11111111"
         live.mkdir()
         orphans = [
-            tmp_path / f"pytest-cache-files-{dead_pid}-22222222",
-            cachedir / f"pytest-cache-files-{dead_pid}-33333333",
-            cachedir / "v" / "plugin" / f"pytest-cache-files-{dead_pid}-44444444",
+            own_private_name(tmp_path, dead_pid),
+            own_private_name(cachedir, dead_pid),
+            own_private_name(cachedir / "v" / "plugin", dead_pid),
         ]
         orphans[0].mkdir()
         (orphans[0] / "README.md").write_text("half")
