@@ -60,8 +60,10 @@ import overlay_backend  # noqa: E402
 import overlay_merge  # noqa: E402
 
 
-#: The module we change, in upstream's layout and in ours (the overlay).
+#: The module we change, in upstream's layout.
 MODULE_PATH = "src/_pytest/cacheprovider.py"
+#: Our overlay: one layer per fix (``backend/layers.py``).
+LAYERS_PATH = "src/_pytest/cacheprovider"
 BASES_PATH = "backend/bases.json"
 #: Our test files that are self-contained tests meant for upstream (they import
 #: only ``_pytest``/``pytest``), and their path in upstream's ``testing/``.  Their
@@ -392,7 +394,7 @@ def candidate_bases(bases: Sequence[str], tag: str | None) -> list[str]:
 
 
 def diverged_definitions(
-    upstream: Mapping[str, str], entry: Mapping[str, object]
+    upstream: Mapping[str, str], entry: Mapping[str, object], adds: Sequence[str]
 ) -> list[str]:
     """What in upstream's module no longer is what the base ``entry`` was reviewed against.
 
@@ -400,9 +402,8 @@ def diverged_definitions(
     are upstream's own by design and are not reported as newly defined upstream.
     """
     replaces = entry.get("replaces", {})
-    adds = entry.get("adds", [])
     keep = entry.get("keep", [])
-    assert isinstance(replaces, dict) and isinstance(adds, list)
+    assert isinstance(replaces, dict)
     assert isinstance(keep, (list, dict))
     problems: list[str] = []
     also_reviewed = entry.get("also_reviewed", {})
@@ -425,18 +426,38 @@ def diverged_definitions(
 
 @contextlib.contextmanager
 def _backend_reading(source_root: Path) -> Iterator[None]:
-    """Point the build backend at the overlay and bases file of ``source_root``.
+    """Point the build backend at the layers and bases file of ``source_root``.
 
     ``overlay_backend`` reads them from module constants; tests export from a
     small synthetic fork, so the constants are swapped for the call and restored.
     """
-    saved = overlay_backend.OVERLAY, overlay_backend.BASES_FILE
-    overlay_backend.OVERLAY = source_root / MODULE_PATH
+    saved = overlay_backend.LAYERS_DIR, overlay_backend.BASES_FILE
+    overlay_backend.LAYERS_DIR = source_root / LAYERS_PATH
     overlay_backend.BASES_FILE = source_root / BASES_PATH
     try:
         yield
     finally:
-        overlay_backend.OVERLAY, overlay_backend.BASES_FILE = saved
+        overlay_backend.LAYERS_DIR, overlay_backend.BASES_FILE = saved
+
+
+def overlay_adds(base: str, entry: Mapping[str, object]) -> list[str]:
+    """What the layers selected for ``base`` add to upstream's module (read off the layers).
+
+    Every definition of the combined overlay that the base neither records as
+    replaced nor keeps; classes merged member by member count by their members.
+    """
+    selection = overlay_backend._selection(base, None)
+    overlay, _ = overlay_backend._overlay_for(base, selection)
+    defined = overlay_merge.definition_fingerprints(overlay)
+    replaces = entry.get("replaces", {})
+    keep = entry.get("keep", {})
+    assert isinstance(replaces, dict) and isinstance(keep, (list, dict))
+    classes = {name.split(".")[0] for name in defined if "." in name}
+    return sorted(
+        name
+        for name in defined
+        if name not in replaces and name not in keep and name not in classes
+    )
 
 
 def choose_base(
@@ -460,20 +481,25 @@ def choose_base(
             return BaseChoice(base=base, result=result)
 
     upstream = overlay_merge.definition_fingerprints(upstream_source)
+    with _backend_reading(source_root):
+        adds = {base: overlay_adds(base, bases[base]) for base in order}
     nearest = order[0]
     lines = [
         f"no recorded base fits {MODULE_PATH} at {where} (nearest tag: {tag or 'none'}): the overlay must be adapted.",
         f"Diverged from base {nearest} (the nearest):",
     ]
-    lines += [f"  {p}" for p in diverged_definitions(upstream, bases[nearest])] or [
-        "  (no fingerprint differs)"
-    ]
+    lines += [
+        f"  {p}" for p in diverged_definitions(upstream, bases[nearest], adds[nearest])
+    ] or ["  (no fingerprint differs)"]
     lines += [
         "The merge said:",
         *(f"  {line}" for line in failures[nearest].splitlines()),
     ]
     for base in order[1:]:
-        names = [p.split(":")[0] for p in diverged_definitions(upstream, bases[base])]
+        names = [
+            p.split(":")[0]
+            for p in diverged_definitions(upstream, bases[base], adds[base])
+        ]
         lines.append(
             f"Base {base}: {', '.join(names) or failures[base].splitlines()[0]}"
         )

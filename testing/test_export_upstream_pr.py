@@ -50,7 +50,14 @@ def pytest_configure(config: object) -> None:
 '''
 
 OVERLAY = '''\
-"""Overlay of the fake module."""
+"""Torn values: set writes in place.
+
+Fix: atomic-write
+Bug: -
+Affects: every release
+Needs: -
+Replaces: Cache.set
+"""
 
 from __future__ import annotations
 
@@ -103,6 +110,7 @@ FRAGMENTS = {
     "12381.bugfix.rst": "Fixed a crash when several processes create the cache directory at once.\n",
     "6423.bugfix.rst": "Sessions that overlap no longer lose each other's ``lastfailed`` entries.\n",
 }
+LAYER_FILE = f"{export.LAYERS_PATH}/01_atomic_write.py"
 EXPORTED_PATHS = {
     "src/_pytest/cacheprovider.py",
     "testing/test_cacheprovider_concurrency.py",
@@ -134,7 +142,7 @@ def base_entry(
 ) -> dict[str, object]:
     """A bases.json entry recording what the merge does to ``upstream_source``."""
     result = overlay_merge.merge(upstream_source, overlay_source)
-    return {"replaces": result.replaced, "adds": result.added, "keep": []}
+    return {"replaces": result.replaced, "keep": {}, "not_needed": {}, "needs": {}}
 
 
 def record_bases(fork: Path, bases: dict[str, dict[str, object]]) -> None:
@@ -193,7 +201,7 @@ def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write(
         root,
         {
-            export.MODULE_PATH: OVERLAY,
+            LAYER_FILE: OVERLAY,
             "testing/test_races.py": EXPORTED_TEST,
             "testing/test_our_scripts.py": "def test_not_exported() -> None:\n    pass\n",
             "changelog/README.rst": "Our fragments.\n",
@@ -490,7 +498,9 @@ class TestBaseChoice:
         entry = base_entry(
             UPSTREAM_MODULE, overlay_merge.without_definitions(OVERLAY, ["Cache.set"])
         )
-        entry["keep"] = ["Cache.set"]
+        entry["keep"] = {
+            "Cache.set": overlay_merge.definition_fingerprints(OVERLAY)["Cache.set"]
+        }
         record_bases(fork, {"8.2.0": entry})
 
         assert run_export(upstream, fork) == 0
@@ -524,10 +534,10 @@ class TestBaseChoice:
         upstream = {"Cache.set": "aaaa", "_helper": "bbbb", "_kept": "cccc"}
         entry = {
             "replaces": {"Cache.set": "ffff", "Cache.gone": "eeee"},
-            "adds": ["_helper", "_kept", "_new"],
             "keep": {"_kept": "dddd"},
         }
-        assert export.diverged_definitions(upstream, entry) == [
+        adds = ["_helper", "_kept", "_new"]
+        assert export.diverged_definitions(upstream, entry, adds) == [
             "Cache.gone: no longer defined upstream",
             "Cache.set: changed upstream (fingerprint aaaa, reviewed ffff)",
             "_helper: now defined upstream, the overlay's would replace it",
