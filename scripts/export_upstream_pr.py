@@ -1191,6 +1191,10 @@ def _platform_skip(node: cst.CSTNode, used_code: str) -> list[str]:
     return []
 
 
+def _node_code(node: cst.CSTNode) -> str:
+    return cst.Module(body=[]).code_for_node(node)
+
+
 def _closure(defs: Mapping[str, cst.CSTNode], start: set[str]) -> set[str]:
     """``start`` and the module-level definitions it reads, transitively, by name."""
     found = set(start)
@@ -1222,10 +1226,10 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     for path in sorted((source_root / "testing").glob("test_*.py")):
         module = cst.parse_module(path.read_text(encoding="utf-8"))
         defs: dict[str, cst.CSTNode] = {}
-        for node in module.body:
-            name = overlay_merge._definition_name(node)
+        for statement in module.body:
+            name = overlay_merge._definition_name(statement)
             if name is not None:
-                defs[name] = node
+                defs[name] = statement
         autouse = [n for n, node in defs.items() if _is_autouse_fixture(node)]
         selected: dict[str, cst.CSTNode] = {}
         for name, node in defs.items():
@@ -1238,12 +1242,12 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
                 members = (
                     node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
                 )
-                kept = []
+                kept: list[cst.CSTNode] = []
                 for member in members:
-                    is_test = isinstance(
-                        member, cst.FunctionDef
-                    ) and member.name.value.startswith("test")
-                    if not is_test:
+                    if not (
+                        isinstance(member, cst.FunctionDef)
+                        and member.name.value.startswith("test")
+                    ):
                         kept.append(member)
                     elif whole or any(_layer_of(d) == fix for d in member.decorators):
                         kept.append(_without_layer_marks(member))
@@ -1262,11 +1266,11 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
         files.append(path.relative_to(source_root).as_posix())
 
         wanted = _closure(defs, set(selected))
-        for node in module.body:
-            if not overlay_merge._is_import(node):
+        for statement in module.body:
+            if not overlay_merge._is_import(statement):
                 continue
-            assert isinstance(node, cst.SimpleStatementLine)
-            stmt = node.body[0]
+            assert isinstance(statement, cst.SimpleStatementLine)
+            stmt = statement.body[0]
             if isinstance(stmt, cst.ImportFrom) and stmt.module is not None:
                 source_module = cst.Module(body=[]).code_for_node(stmt.module)
                 if source_module in HARNESS_MODULES:
@@ -1280,20 +1284,24 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
                             )
                         helpers[helper] = LOCAL_HELPERS[helper]
                     continue
-            imports.append(node.with_changes(leading_lines=()))
-        for name, node in defs.items():
+            imports.append(statement.with_changes(leading_lines=()))
+        for name, definition in defs.items():
             if name not in wanted:
                 continue
             if name in selected:
-                used = cst.Module(
-                    body=[defs[n] for n in sorted(_closure(defs, {name}))]
-                ).code
-                extra = _platform_skip(node, used)
+                used = "".join(
+                    _node_code(defs[n]) for n in sorted(_closure(defs, {name}))
+                )
+                extra = _platform_skip(definition, used)
                 extra += [f'pytest.mark.usefixtures("{n}")' for n in autouse]
-                node = _decorated(selected[name], *extra) if extra else selected[name]
-            body.append(node)
+                definition = selected[name]
+                if extra:
+                    definition = _decorated(definition, *extra)
+            body.append(definition)
         for name in autouse:
-            body.insert(0, _not_autouse(defs[name]))  # type: ignore[arg-type]
+            fixture = defs[name]
+            assert isinstance(fixture, cst.FunctionDef)
+            body.insert(0, _not_autouse(fixture))
     if not tests:
         return LayerTests(source="", tests=[], from_files=[])
     lines = ["from __future__ import annotations", ""]
@@ -1302,8 +1310,7 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     code += "".join(cst.Module(body=[]).code_for_node(n) for n in imports)
     code += "\n\n" + "".join(helpers.values())
     code += "".join(
-        "\n\n" + cst.Module(body=[]).code_for_node(n.with_changes(leading_lines=()))  # type: ignore[attr-defined]
-        for n in body
+        "\n\n" + _node_code(overlay_merge._without_leading_lines(n)) for n in body
     )
     return LayerTests(source=code, tests=tests, from_files=files)
 
