@@ -1187,7 +1187,7 @@ def _platform_skip(node: cst.CSTNode, used_code: str) -> list[str]:
         return []
     for api, condition, reason in PLATFORM_SKIPS:
         if re.search(rf"\b{api}\b", used_code):
-            return [f"pytest.mark.skipif({condition}, reason={reason!r})"]
+            return [f'pytest.mark.skipif({condition}, reason="{reason}")']
     return []
 
 

@@ -884,7 +884,7 @@ class TestSeries:
         )
         assert second.count("def require(") == 1
         assert (
-            "@pytest.mark.skipif(sys.platform == \"win32\", reason='POSIX permission bits')"
+            '@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")'
             in second
         )
         assert "\nimport sys\n" in second
