@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import contextlib
 import dataclasses
 import functools
+import io
 import json
 import os
 from pathlib import Path
@@ -56,12 +57,17 @@ import tomllib
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "backend"))
 
+import libcst as cst  # noqa: E402
+
+import layers  # noqa: E402
 import overlay_backend  # noqa: E402
 import overlay_merge  # noqa: E402
 
 
-#: The module we change, in upstream's layout and in ours (the overlay).
+#: The module we change, in upstream's layout.
 MODULE_PATH = "src/_pytest/cacheprovider.py"
+#: Our overlay: one layer per fix (``backend/layers.py``).
+LAYERS_PATH = "src/_pytest/cacheprovider"
 BASES_PATH = "backend/bases.json"
 #: Our test files that are self-contained tests meant for upstream (they import
 #: only ``_pytest``/``pytest``), and their path in upstream's ``testing/``.  Their
@@ -392,7 +398,7 @@ def candidate_bases(bases: Sequence[str], tag: str | None) -> list[str]:
 
 
 def diverged_definitions(
-    upstream: Mapping[str, str], entry: Mapping[str, object]
+    upstream: Mapping[str, str], entry: Mapping[str, object], adds: Sequence[str]
 ) -> list[str]:
     """What in upstream's module no longer is what the base ``entry`` was reviewed against.
 
@@ -400,9 +406,8 @@ def diverged_definitions(
     are upstream's own by design and are not reported as newly defined upstream.
     """
     replaces = entry.get("replaces", {})
-    adds = entry.get("adds", [])
     keep = entry.get("keep", [])
-    assert isinstance(replaces, dict) and isinstance(adds, list)
+    assert isinstance(replaces, dict)
     assert isinstance(keep, (list, dict))
     problems: list[str] = []
     also_reviewed = entry.get("also_reviewed", {})
@@ -425,18 +430,38 @@ def diverged_definitions(
 
 @contextlib.contextmanager
 def _backend_reading(source_root: Path) -> Iterator[None]:
-    """Point the build backend at the overlay and bases file of ``source_root``.
+    """Point the build backend at the layers and bases file of ``source_root``.
 
     ``overlay_backend`` reads them from module constants; tests export from a
     small synthetic fork, so the constants are swapped for the call and restored.
     """
-    saved = overlay_backend.OVERLAY, overlay_backend.BASES_FILE
-    overlay_backend.OVERLAY = source_root / MODULE_PATH
+    saved = overlay_backend.LAYERS_DIR, overlay_backend.BASES_FILE
+    overlay_backend.LAYERS_DIR = source_root / LAYERS_PATH
     overlay_backend.BASES_FILE = source_root / BASES_PATH
     try:
         yield
     finally:
-        overlay_backend.OVERLAY, overlay_backend.BASES_FILE = saved
+        overlay_backend.LAYERS_DIR, overlay_backend.BASES_FILE = saved
+
+
+def overlay_adds(base: str, entry: Mapping[str, object]) -> list[str]:
+    """What the layers selected for ``base`` add to upstream's module (read off the layers).
+
+    Every definition of the combined overlay that the base neither records as
+    replaced nor keeps; classes merged member by member count by their members.
+    """
+    selection = overlay_backend._selection(base, None)
+    overlay, _ = overlay_backend._overlay_for(base, selection)
+    defined = overlay_merge.definition_fingerprints(overlay)
+    replaces = entry.get("replaces", {})
+    keep = entry.get("keep", {})
+    assert isinstance(replaces, dict) and isinstance(keep, (list, dict))
+    classes = {name.split(".")[0] for name in defined if "." in name}
+    return sorted(
+        name
+        for name in defined
+        if name not in replaces and name not in keep and name not in classes
+    )
 
 
 def choose_base(
@@ -460,20 +485,25 @@ def choose_base(
             return BaseChoice(base=base, result=result)
 
     upstream = overlay_merge.definition_fingerprints(upstream_source)
+    with _backend_reading(source_root):
+        adds = {base: overlay_adds(base, bases[base]) for base in order}
     nearest = order[0]
     lines = [
         f"no recorded base fits {MODULE_PATH} at {where} (nearest tag: {tag or 'none'}): the overlay must be adapted.",
         f"Diverged from base {nearest} (the nearest):",
     ]
-    lines += [f"  {p}" for p in diverged_definitions(upstream, bases[nearest])] or [
-        "  (no fingerprint differs)"
-    ]
+    lines += [
+        f"  {p}" for p in diverged_definitions(upstream, bases[nearest], adds[nearest])
+    ] or ["  (no fingerprint differs)"]
     lines += [
         "The merge said:",
         *(f"  {line}" for line in failures[nearest].splitlines()),
     ]
     for base in order[1:]:
-        names = [p.split(":")[0] for p in diverged_definitions(upstream, bases[base])]
+        names = [
+            p.split(":")[0]
+            for p in diverged_definitions(upstream, bases[base], adds[base])
+        ]
         lines.append(
             f"Base {base}: {', '.join(names) or failures[base].splitlines()[0]}"
         )
@@ -1020,6 +1050,817 @@ def run_checks(
     return results
 
 
+# --- series: one branch per layer ------------------------------------------------------
+
+#: Where upstream keeps the tests of the module: the series appends ours to it.
+SERIES_TEST_FILE = "testing/test_cacheprovider.py"
+#: Upstream's own tests every branch of the series must pass.
+SERIES_UPSTREAM_TESTS = ("testing/test_cacheprovider.py", "testing/test_stepwise.py")
+SERIES_BRANCH_TEMPLATE = "cache-series-{ref}/{number:02d}-{fix}"
+#: Our test-only helper modules, and what the export puts in their place.
+HARNESS_MODULES = frozenset({"race_harness"})
+LOCAL_HELPERS: dict[str, str] = {
+    "require": '''
+def require(condition: object, message: str) -> None:
+    """Fail without a verdict when the interleaving a test needs could not be forced."""
+    if not condition:
+        pytest.fail(f"the race could not be forced: {message}", pytrace=False)
+''',
+}
+#: Calls a test may only make on some platforms, and the skip the export adds to
+#: a test (or test class) that uses one and has no ``skipif`` of its own.
+PLATFORM_SKIPS: tuple[tuple[str, str, str], ...] = (
+    (
+        "geteuid",
+        'not sys.platform.startswith("linux")',
+        "uses Linux credentials (euid, capabilities)",
+    ),
+    (
+        "setpriv",
+        'not sys.platform.startswith("linux")',
+        "uses Linux credentials (euid, capabilities)",
+    ),
+    ("umask", 'sys.platform == "win32"', "POSIX permission bits"),
+)
+LAYER_MARK = re.compile(r"""^pytest\.mark\.layer\(\s*["']([^"']+)["']\s*\)$""")
+ISSUE = re.compile(r"#(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerIssue:
+    """What a layer's ``Bug:`` header says about the upstream issue it fixes."""
+
+    number: int | None
+    open: bool
+    related: tuple[int, ...]
+    untested_upstream: bool
+
+
+def layer_issue(bug: str) -> LayerIssue:
+    """Read a ``Bug:`` header: ``#N (open|closed; ...)`` or ``- (related: #M, ...)``.
+
+    Only an issue named first is the layer's own; ``closes`` is for an open
+    one.  Issues mentioned in the parenthesis are related, never closed.
+    "no regression test" says upstream fixed it without a test.
+    """
+    own = re.match(r"^#(\d+)\b", bug.strip())
+    rest = bug.strip()[own.end() :] if own else bug
+    status = rest.strip().lstrip("(").split(";")[0].split(",")[0].strip().lower()
+    return LayerIssue(
+        number=int(own[1]) if own else None,
+        open=bool(own) and status.startswith("open"),
+        related=tuple(int(n) for n in ISSUE.findall(rest)),
+        untested_upstream="no regression test" in bug or "without a test" in bug,
+    )
+
+
+class _NameReads(cst.CSTVisitor):
+    """Names a node reads (attribute names after a dot are not names)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+
+def _reads(node: cst.CSTNode) -> set[str]:
+    visitor = _NameReads()
+    node.visit(visitor)
+    return visitor.names
+
+
+def _layer_of(decorator: cst.Decorator) -> str | None:
+    match = LAYER_MARK.match(cst.Module(body=[]).code_for_node(decorator.decorator))
+    return match[1] if match else None
+
+
+def _is_autouse_fixture(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.FunctionDef) and any(
+        "fixture" in cst.Module(body=[]).code_for_node(d.decorator)
+        and "autouse=True" in cst.Module(body=[]).code_for_node(d.decorator)
+        for d in node.decorators
+    )
+
+
+def _without_layer_marks(node: cst.CSTNode) -> cst.CSTNode:
+    assert isinstance(node, (cst.FunctionDef, cst.ClassDef))
+    return node.with_changes(
+        decorators=[d for d in node.decorators if _layer_of(d) is None]
+    )
+
+
+def _decorated(node: cst.CSTNode, *expressions: str) -> cst.CSTNode:
+    assert isinstance(node, (cst.FunctionDef, cst.ClassDef))
+    added = [cst.Decorator(decorator=cst.parse_expression(e)) for e in expressions]
+    return node.with_changes(decorators=[*added, *node.decorators])
+
+
+def _not_autouse(node: cst.FunctionDef) -> cst.FunctionDef:
+    decorators = []
+    for d in node.decorators:
+        code = cst.Module(body=[]).code_for_node(d.decorator)
+        if "autouse=True" in code:
+            code = re.sub(r"\(\s*autouse=True\s*\)", "", code)
+            code = re.sub(r",?\s*autouse=True", "", code)
+            d = d.with_changes(decorator=cst.parse_expression(code))
+        decorators.append(d)
+    return node.with_changes(decorators=decorators)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTests:
+    """One layer's tests, as a partial test module, and the ids of its tests."""
+
+    source: str
+    tests: list[str]  # "Class::test" or "test", in the module they end up in
+    from_files: list[str]
+
+
+def _platform_skip(node: cst.CSTNode, used_code: str) -> list[str]:
+    code = cst.Module(body=[]).code_for_node(node)
+    if "skipif" in code.split("def ", 1)[0].split("class ", 1)[0]:
+        return []
+    for api, condition, reason in PLATFORM_SKIPS:
+        if re.search(rf"\b{api}\b", used_code):
+            return [f'pytest.mark.skipif({condition}, reason="{reason}")']
+    return []
+
+
+def _node_code(node: cst.CSTNode) -> str:
+    return cst.Module(body=[]).code_for_node(node)
+
+
+def _closure(defs: Mapping[str, cst.CSTNode], start: set[str]) -> set[str]:
+    """``start`` and the module-level definitions it reads, transitively, by name."""
+    found = set(start)
+    pending = [n for name in start for n in _reads(defs[name])]
+    while pending:
+        name = pending.pop()
+        if name in defs and name not in found:
+            found.add(name)
+            pending.extend(_reads(defs[name]))
+    return found
+
+
+def layer_tests(source_root: Path, fix: str) -> LayerTests:
+    """The tests marked ``@pytest.mark.layer(fix)`` in our ``testing/*.py``, made exportable.
+
+    Each test keeps its own code; it brings the module-level helpers it uses
+    (transitively, by name) and the module's imports (the merge drops unused
+    ones).  The layer mark goes (upstream does not register it), an autouse
+    fixture of the module becomes a ``usefixtures`` of each exported test,
+    ``race_harness`` helpers are replaced by local ones (``LOCAL_HELPERS``),
+    and a test that uses a platform-bound call gets a ``skipif``
+    (``PLATFORM_SKIPS``) unless it has one.
+    """
+    imports: list[cst.SimpleStatementLine] = []
+    helpers: dict[str, str] = {}
+    body: list[cst.CSTNode] = []
+    tests: list[str] = []
+    files: list[str] = []
+    for path in sorted((source_root / "testing").glob("test_*.py")):
+        module = cst.parse_module(path.read_text(encoding="utf-8"))
+        defs: dict[str, cst.CSTNode] = {}
+        for statement in module.body:
+            name = overlay_merge._definition_name(statement)
+            if name is not None:
+                defs[name] = statement
+        autouse = [n for n, node in defs.items() if _is_autouse_fixture(node)]
+        selected: dict[str, cst.CSTNode] = {}
+        for name, node in defs.items():
+            if isinstance(node, cst.FunctionDef) and name.startswith("test"):
+                if any(_layer_of(d) == fix for d in node.decorators):
+                    selected[name] = _without_layer_marks(node)
+                    tests.append(name)
+            elif isinstance(node, cst.ClassDef) and name.startswith("Test"):
+                whole = any(_layer_of(d) == fix for d in node.decorators)
+                members = (
+                    node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
+                )
+                kept: list[cst.CSTNode] = []
+                for member in members:
+                    if not (
+                        isinstance(member, cst.FunctionDef)
+                        and member.name.value.startswith("test")
+                    ):
+                        kept.append(member)
+                    elif whole or any(_layer_of(d) == fix for d in member.decorators):
+                        kept.append(_without_layer_marks(member))
+                        tests.append(f"{name}::{member.name.value}")
+                if len(kept) > sum(
+                    not (
+                        isinstance(m, cst.FunctionDef)
+                        and m.name.value.startswith("test")
+                    )
+                    for m in kept
+                ):
+                    cls = node.with_changes(body=node.body.with_changes(body=kept))
+                    selected[name] = _without_layer_marks(cls)
+        if not selected:
+            continue
+        files.append(path.relative_to(source_root).as_posix())
+
+        wanted = _closure(defs, set(selected))
+        for statement in module.body:
+            if not overlay_merge._is_import(statement):
+                continue
+            assert isinstance(statement, cst.SimpleStatementLine)
+            stmt = statement.body[0]
+            if isinstance(stmt, cst.ImportFrom) and stmt.module is not None:
+                source_module = cst.Module(body=[]).code_for_node(stmt.module)
+                if source_module in HARNESS_MODULES:
+                    assert not isinstance(stmt.names, cst.ImportStar)
+                    for alias in stmt.names:
+                        helper = cst.Module(body=[]).code_for_node(alias.name)
+                        if helper not in LOCAL_HELPERS:
+                            raise ExportError(
+                                f"{path.name}: the export has no local stand-in for "
+                                f"{source_module}.{helper} (see LOCAL_HELPERS)"
+                            )
+                        helpers[helper] = LOCAL_HELPERS[helper]
+                    continue
+            imports.append(statement.with_changes(leading_lines=()))
+        for name, definition in defs.items():
+            if name not in wanted:
+                continue
+            if name in selected:
+                used = "".join(
+                    _node_code(defs[n]) for n in sorted(_closure(defs, {name}))
+                )
+                extra = _platform_skip(definition, used)
+                extra += [f'pytest.mark.usefixtures("{n}")' for n in autouse]
+                definition = selected[name]
+                if extra:
+                    definition = _decorated(definition, *extra)
+            body.append(definition)
+        for name in autouse:
+            fixture = defs[name]
+            assert isinstance(fixture, cst.FunctionDef)
+            body.insert(0, _not_autouse(fixture))
+    if not tests:
+        return LayerTests(source="", tests=[], from_files=[])
+    lines = ["from __future__ import annotations", ""]
+    lines += ["import sys", "import pytest"]
+    code = "\n".join(lines) + "\n"
+    code += "".join(cst.Module(body=[]).code_for_node(n) for n in imports)
+    code += "\n\n" + "".join(helpers.values())
+    code += "".join(
+        "\n\n" + _node_code(overlay_merge._without_leading_lines(n)) for n in body
+    )
+    return LayerTests(source=code, tests=tests, from_files=files)
+
+
+def merge_tests(upstream_tests: str, ours: LayerTests) -> str:
+    """Append our tests and their helpers to upstream's test module (the build's merge).
+
+    A definition upstream (or an earlier branch) already has with the same
+    code is not added twice; one with other code is refused: the export never
+    replaces an upstream test or helper.
+    """
+    if not ours.source:
+        return upstream_tests
+    present = overlay_merge.definition_fingerprints(upstream_tests)
+    mine = overlay_merge.definition_fingerprints(ours.source)
+    same = {n for n, fp in mine.items() if "." not in n and present.get(n) == fp}
+    same |= {
+        n
+        for n, fp in mine.items()
+        if "." in n and n.split(".")[0] not in same and present.get(n) == fp
+    }
+    source = overlay_merge.without_definitions(ours.source, sorted(set(same)))
+    # Only the imports our tests read (before the merge: a dropped line would take
+    # its section's blank line with it).
+    module = cst.parse_module(source)
+    unused = overlay_merge._unused_import_lines(module)
+    module = module.with_changes(
+        body=[
+            n
+            for n in module.body
+            if not (
+                overlay_merge._is_import(n)
+                and overlay_merge._normalized(module, n) in unused
+            )
+        ]
+    )
+    source = module.code
+    try:
+        result = overlay_merge.merge(upstream_tests, source, partial=True)
+    except overlay_merge.MergeError as e:
+        raise ExportError(
+            f"cannot merge our tests into {SERIES_TEST_FILE}: {e}"
+        ) from None
+    if result.replaced:
+        raise ExportError(
+            f"our tests would replace {', '.join(sorted(result.replaced))} of upstream's "
+            f"{SERIES_TEST_FILE}: rename ours"
+        )
+    before = cst.parse_module(upstream_tests)
+    merged = cst.parse_module(result.code)
+    undefined = set(overlay_merge.undefined_names(merged)) - set(
+        overlay_merge.undefined_names(before)
+    )
+    if undefined:
+        raise ExportError(
+            f"the exported tests use names they do not bring: {', '.join(sorted(undefined))}"
+        )
+    return merged.code
+
+
+def layer_fragments(
+    layer: layers.Layer, fragments: Mapping[str, str], issue: LayerIssue
+) -> dict[str, str]:
+    """Our fragments that belong to ``layer``: ``+<fix>.*`` or named after an issue its header names."""
+    numbers = {str(n) for n in (issue.number, *issue.related) if n is not None}
+    mine: dict[str, str] = {}
+    for name, text in fragments.items():
+        match = FRAGMENT_NAME.match(name)
+        assert match is not None
+        if match["issue"] == f"+{layer.name}" or match["issue"] in numbers:
+            mine[name] = text
+    return mine
+
+
+def _paragraphs(docstring_body: str) -> str:
+    """The layer's prose, re-wrapped for a commit message (rst ``literals`` as `literals`)."""
+    out = []
+    for para in docstring_body.strip().split("\n\n"):
+        text = " ".join(para.split()).replace("``", "`")
+        out.append(textwrap.fill(text, MESSAGE_WIDTH))
+    return "\n\n".join(out)
+
+
+def _layer_prose(layer: layers.Layer) -> str:
+    docstring = ast.get_docstring(ast.parse(layer.source)) or ""
+    lines = docstring.splitlines()
+    body = [
+        line
+        for line in lines[1:]
+        if line.partition(":")[0] not in layers.HEADER_FIELDS
+        or not line.partition(":")[1]
+    ]
+    return _paragraphs("\n".join(body))
+
+
+def series_message(
+    layer: layers.Layer,
+    *,
+    groundwork: Sequence[layers.Layer],
+    regression_for: Sequence[int],
+    fragments: Mapping[str, str],
+    tests: Sequence[str],
+    co_authors: Sequence[str] = (),
+) -> str:
+    """A commit message in upstream's shape for one layer of the series."""
+    issue = layer_issue(layer.bug)
+    summary = f"cacheprovider: {' '.join(layer.summary.split()).replace('``', '`')}"
+    if len(summary) > MESSAGE_WIDTH:
+        summary = f"cacheprovider: fix {layer.name}" + (
+            f" (#{issue.number})" if issue.number else ""
+        )
+    parts = [summary, _layer_prose(layer)]
+    for work in groundwork:
+        parts.append(
+            textwrap.fill(
+                f"It builds on {work.name} ({' '.join(work.summary.split()).replace('``', '`')}), "
+                "which upstream already fixed its own way; the change and its test "
+                "come with this one.",
+                MESSAGE_WIDTH,
+            )
+        )
+    for number in regression_for:
+        parts.append(
+            textwrap.fill(
+                f"This adds a regression test for #{number}: upstream fixed it "
+                "without an automated test.",
+                MESSAGE_WIDTH,
+            )
+        )
+    if fragments:
+        parts.append(
+            "Changelog:\n"
+            + "\n".join(
+                textwrap.fill(
+                    f"* {' '.join(text.split())} ({name})",
+                    MESSAGE_WIDTH,
+                    subsequent_indent="  ",
+                )
+                for name, text in sorted(fragments.items())
+            )
+        )
+    plan = ["Test plan:", *(f"  {SERIES_TEST_FILE}::{t}" for t in tests)]
+    plan += [
+        "",
+        f"    python -m pytest {' '.join(SERIES_UPSTREAM_TESTS)}",
+        f"    ruff check / ruff format --check on the changed files, mypy {MODULE_PATH}",
+    ]
+    parts.append("\n".join(plan))
+    trailers = []
+    if issue.number is not None:
+        trailers.append(
+            f"closes #{issue.number}" if issue.open else f"refs #{issue.number}"
+        )
+    related = [n for n in issue.related if n != issue.number]
+    trailers += [f"related: #{n}" for n in related]
+    if trailers:
+        parts.append("\n".join(trailers))
+    message = "\n\n".join(p for p in parts if p) + "\n"
+    if co_authors:
+        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
+    return message
+
+
+@dataclasses.dataclass
+class SeriesBranch:
+    """One branch of the series and what it carries."""
+
+    layer: layers.Layer
+    branch: str
+    commit: str
+    parent: str
+    files: dict[str, bytes]
+    tests: list[str]
+    groundwork: list[str]
+    orphans: list[str]
+    missing: list[str] = dataclasses.field(default_factory=list)
+    results: list[str] = dataclasses.field(default_factory=list)
+
+
+def series_pr_numbers(values: Sequence[str]) -> dict[str, int]:
+    """``--pr-number FIX=N`` (repeatable) for a series: a PR number per layer."""
+    numbers: dict[str, int] = {}
+    for value in values:
+        fix, sep, number = value.partition("=")
+        if not sep or not number.isdigit():
+            raise ExportError(
+                f"--pr-number {value!r}: with --series give FIX=N, one per branch"
+            )
+        numbers[fix.strip()] = int(number)
+    return numbers
+
+
+def plan_series(
+    checkout: Path,
+    ref_commit: str,
+    source_root: Path,
+    base: str,
+    upstream_source: str,
+    *,
+    pr_numbers: Mapping[str, int],
+    ref: str,
+    co_authors: Sequence[str] = (),
+) -> tuple[list[SeriesBranch], list[str]]:
+    """The commits of the series, stacked in layer order (not yet branches), and notes."""
+    with (source_root / BASES_PATH).open(encoding="utf-8") as f:
+        entry = json.load(f)["bases"][base]
+    not_needed: Mapping[str, str] = entry.get("not_needed", {})
+    all_layers = layers.load_layers(source_root / LAYERS_PATH)
+    known = {layer.name for layer in all_layers}
+    unknown = sorted(set(pr_numbers) - known)
+    if unknown:
+        raise ExportError(f"--pr-number for unknown fixes: {', '.join(unknown)}")
+    pyproject = _git(checkout, "show", f"{ref_commit}:pyproject.toml")
+    fragments = collect_fragments(source_root, fragment_types(pyproject))
+    existing = set(
+        _git(
+            checkout, "ls-tree", "-r", "--name-only", ref_commit, "--", "changelog"
+        ).split()
+    )
+    tests_source = _git(checkout, "show", f"{ref_commit}:{SERIES_TEST_FILE}")
+    notes: list[str] = []
+    done: list[str] = []
+    series: list[SeriesBranch] = []
+    parent = ref_commit
+    previous_module = upstream_source
+    for layer in all_layers:
+        if layer.name in done:
+            continue  # Landed earlier, as groundwork of a layer that needs it.
+        if layer.name in not_needed:
+            notes.append(
+                f"{layer.number:02d} {layer.name}: skipped, upstream has this fix at {ref} "
+                f"(base {base}: {not_needed[layer.name]})"
+            )
+            continue
+        # The build's notes on stderr would repeat for every branch; ours say it once.
+        with _backend_reading(source_root), contextlib.redirect_stderr(io.StringIO()):
+            selection = overlay_backend._selection(
+                base, {"fixes": ",".join([*done, layer.name])}
+            )
+            module = overlay_backend.merged_module(
+                base, upstream_source, selection
+            ).code
+        groundwork = [
+            lay
+            for lay in selection.layers
+            if lay.name not in done and lay.name != layer.name
+        ]
+        if module == previous_module:
+            notes.append(
+                f"{layer.number:02d} {layer.name}: skipped, no change to {MODULE_PATH}"
+            )
+            continue
+        carried = [*groundwork, layer]
+        # Groundwork brings its tests only where upstream fixed it without one.
+        tested = [
+            lay for lay in groundwork if layer_issue(lay.bug).untested_upstream
+        ] + [layer]
+        ours = [layer_tests(source_root, lay.name) for lay in tested]
+        if not any(t.tests for t in ours):
+            raise ExportError(
+                f"layer {layer.path.name} has no test marked @pytest.mark.layer({layer.name!r}): "
+                "an upstream PR needs one"
+            )
+        for t in ours:
+            tests_source = merge_tests(tests_source, t)
+        mine: dict[str, str] = {}
+        for lay in carried:
+            mine.update(layer_fragments(lay, fragments, layer_issue(lay.bug)))
+        missing = [] if mine else [f"changelog/+{layer.name}.<type>.rst"]
+        names = upstream_fragment_names(list(mine), pr_numbers.get(layer.name))
+        files = {
+            MODULE_PATH: module.encode("utf-8"),
+            SERIES_TEST_FILE: tests_source.encode("utf-8"),
+        }
+        for name, theirs in names.items():
+            if f"changelog/{theirs}" in existing:
+                raise ExportError(f"upstream already has changelog/{theirs}")
+            files[f"changelog/{theirs}"] = mine[name].encode("utf-8")
+        regression_for = [
+            n
+            for lay in groundwork
+            if (i := layer_issue(lay.bug)).untested_upstream
+            and (n := i.number) is not None
+        ]
+        test_ids = [t for o in ours for t in o.tests]
+        message = series_message(
+            layer,
+            groundwork=groundwork,
+            regression_for=regression_for,
+            fragments={names[n]: mine[n] for n in mine},
+            tests=test_ids,
+            co_authors=co_authors,
+        )
+        commit = write_commit(checkout, parent, files, message)
+        outside = disallowed_paths(changed_paths(checkout, parent, commit))
+        if outside:
+            raise ExportError(
+                f"{layer.name} would touch paths outside the allowed ones: {outside}"
+            )
+        series.append(
+            SeriesBranch(
+                layer=layer,
+                branch=SERIES_BRANCH_TEMPLATE.format(
+                    ref=re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-."),
+                    number=layer.number,
+                    fix=layer.name,
+                ),
+                commit=commit,
+                parent=parent,
+                files=files,
+                tests=test_ids,
+                groundwork=[lay.name for lay in groundwork],
+                orphans=sorted(t for t in names.values() if t.startswith("+")),
+                missing=missing,
+            )
+        )
+        for lay in groundwork:
+            skipped = f"{lay.number:02d} {lay.name}: skipped, "
+            notes[:] = [n for n in notes if not n.startswith(skipped)]
+            why = (
+                f" (upstream has its fix: {not_needed[lay.name]})"
+                if lay.name in not_needed
+                else ""
+            )
+            notes.append(
+                f"{lay.number:02d} {lay.name}: lands in {layer.name}'s branch, which needs it{why}"
+            )
+        done += [lay.name for lay in carried]
+        parent = commit
+        previous_module = module
+    return series, notes
+
+
+def _numstat(checkout: Path, old: str, new: str, path: str) -> tuple[int, int]:
+    out = _git(
+        checkout, "diff", "--numstat", "--no-renames", old, new, "--", path
+    ).split()
+    return (int(out[0]), int(out[1])) if out else (0, 0)
+
+
+class SeriesChecks:
+    """One private venv for the whole series: each branch installed in turn, then linted and tested."""
+
+    def __init__(self, checkout: Path, version: str) -> None:
+        self.checkout = checkout
+        self.version = version
+        self.work = Path(tempfile.mkdtemp(prefix="pytest-export-series-"))
+        _progress(f"checks work in {self.work} (kept if a check fails)")
+        venv = self.work / "venv"
+        self.python = venv_python(venv)
+        run_check(
+            [sys.executable, "-m", "venv", str(venv)],
+            cwd=self.work,
+            timeout=INSTALL_TIMEOUT,
+        )
+        self.tools = install_linters(self.python, checkout)
+        self.installed_once = False
+        self.failed = False
+
+    def _install(self, tree: Path) -> None:
+        extra = (
+            ["--no-deps", "--force-reinstall"]
+            if self.installed_once
+            else [f"pytest-xdist=={XDIST_VERSION}"]
+        )
+        run_check(
+            [str(self.python), "-m", "pip", "install", "-q", str(tree), *extra],
+            cwd=self.work,
+            timeout=INSTALL_TIMEOUT,
+            env=_check_env(SETUPTOOLS_SCM_PRETEND_VERSION=self.version),
+        )
+        self.installed_once = True
+
+    def run(self, item: SeriesBranch) -> list[str]:
+        """Result lines for one branch; a failing check is reported, not raised."""
+        # ``_run_mypy`` works in ``<dir>/src``: the tree is that ``src``.
+        branch_work = self.work / f"{item.layer.number:02d}-{item.layer.name}"
+        tree = branch_work / "src"
+        archive = self.work / f"{branch_work.name}.tar"
+        _git(
+            self.checkout, "archive", "--format=tar", f"--output={archive}", item.commit
+        )
+        with tarfile.open(archive) as tf:
+            tf.extractall(tree, filter="data")
+        archive.unlink()
+        results: list[str] = []
+
+        def check(name: str, run: Callable[[], str]) -> None:
+            try:
+                results.append(f"{name}: {run()}")
+            except CheckFailed as e:
+                self.failed = True
+                results.append(f"{name}: FAILED\n" + textwrap.indent(str(e), "    "))
+
+        _progress(f"{item.branch}: installing into the private venv")
+        self._install(tree)
+        changed_py = [
+            p
+            for p in changed_paths(self.checkout, item.parent, item.commit)
+            if p.endswith(".py")
+        ]
+        ruff = self.tools["ruff"]
+        if ruff is None:
+            results.append("ruff: SKIPPED (not installable, not on PATH)")
+        else:
+            ours = {
+                path: added_lines(self.checkout, item.parent, item.commit, path)
+                for path in changed_py
+            }
+            check("ruff check", lambda: _ruff_check(ruff, tree, changed_py, ours))
+            fmt = [str(ruff), "format", "--check", "--no-cache", *changed_py]
+            check(
+                "ruff format --check",
+                lambda: run_check(fmt, cwd=tree, timeout=LINT_TIMEOUT).strip(),
+            )
+        mypy = self.tools["mypy"]
+        if mypy is None:
+            results.append("mypy: SKIPPED (not installable, not on PATH)")
+        else:
+            check("mypy", lambda: _run_mypy(mypy, branch_work, changed_py))
+        probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
+        location = Path(
+            run_check(
+                [str(self.python), "-c", probe], cwd=tree, timeout=LINT_TIMEOUT
+            ).strip()
+        )
+        if tree.resolve() in location.resolve().parents:
+            raise ExportError(
+                f"_pytest imports from {location}, not from the private venv"
+            )
+        if location.read_bytes() != item.files[MODULE_PATH]:
+            raise ExportError(f"the installed {location} is not {item.branch}'s module")
+        drop_dac = (
+            hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0])
+        )
+        ids = [f"{SERIES_TEST_FILE}::{t}" for t in item.tests]
+
+        def pytest_command(label: str, *args: str) -> list[str]:
+            return [
+                *(DROP_DAC if drop_dac else ()),
+                str(self.python),
+                "-m",
+                "pytest",
+                *args,
+                f"--basetemp={branch_work / f'basetemp-{label}'}",
+                "-o",
+                f"cache_dir={self.work / 'outer-cache'}",
+            ]
+
+        deselect = [a for i in ids for a in ("--deselect", i)]
+        upstream = pytest_command("upstream", *SERIES_UPSTREAM_TESTS, *deselect)
+        check(
+            f"upstream {' '.join(SERIES_UPSTREAM_TESTS)}",
+            functools.partial(_run_tests, upstream, tree),
+        )
+        exported = pytest_command("exported", *ids)
+        check(
+            f"exported tests ({len(ids)})",
+            functools.partial(_run_tests, exported, tree),
+        )
+        return results
+
+    def finish(self) -> None:
+        if not self.failed:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            _progress(f"work dir kept: {self.work}")
+
+
+def export_series(args: argparse.Namespace, checkout: Path, source_root: Path) -> int:
+    """``--series``: one branch per layer, stacked in layer order, each checked."""
+    try:
+        require_clean_checkout(checkout)
+        ref_commit = resolve_commit(checkout, args.onto)
+        pr_numbers = series_pr_numbers(args.pr_number or [])
+        tag = nearest_tag(checkout, ref_commit)
+        where = f"{args.onto} ({ref_commit[:12]})"
+        _progress(f"series onto {where}, nearest tag {tag or 'none'}")
+        upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
+        choice = choose_base(upstream, source_root, tag, where)
+        _progress(f"base {choice.base} fits {where}")
+        series, notes = plan_series(
+            checkout,
+            ref_commit,
+            source_root,
+            choice.base,
+            upstream,
+            pr_numbers=pr_numbers,
+            ref=args.onto,
+            co_authors=args.co_authored_by,
+        )
+        if not series:
+            raise ExportError(f"nothing to export onto {args.onto}: {'; '.join(notes)}")
+        for item in series:
+            require_new_branch(checkout, item.branch)
+        for item in series:
+            _git(checkout, "branch", item.branch, item.commit)
+            _progress(f"created branch {item.branch} at {item.commit[:12]}")
+        checks: SeriesChecks | None = None
+        if not args.skip_checks:
+            if tag is None:
+                raise ExportError(
+                    f"no release tag reachable from {args.onto}: cannot set a version to install"
+                )
+            checks = SeriesChecks(checkout, tag)
+        for item in series:
+            if checks is None:
+                item.results = ["checks SKIPPED (--skip-checks)"]
+            else:
+                item.results = checks.run(item)
+        if checks is not None:
+            checks.finish()
+    except (ExportError, layers.LayerError) as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 1
+
+    print(f"series onto {args.onto} ({ref_commit[:12]}), base {choice.base}:")
+    for note in notes:
+        print(f"  note: {note}")
+    failed = False
+    for item in series:
+        added, removed = _numstat(checkout, item.parent, item.commit, MODULE_PATH)
+        test_added, _ = _numstat(checkout, item.parent, item.commit, SERIES_TEST_FILE)
+        with_ = f" (with {', '.join(item.groundwork)})" if item.groundwork else ""
+        print(f"{item.branch}{with_}")
+        print(
+            f"  module: +{added}/-{removed} lines; tests: +{test_added} lines, "
+            f"{len(item.tests)} tests; commit {item.commit[:12]}"
+        )
+        for line in item.results:
+            failed |= "FAILED" in line
+            print(textwrap.indent(line, "  "))
+        if item.missing:
+            failed = True
+            print(
+                f"  MISSING changelog fragment: upstream needs one; add {item.missing[0]} "
+                "to this repository and export again"
+            )
+        if item.orphans:
+            print(
+                f"  changelog without an issue number: {', '.join(item.orphans)}: export again "
+                f"with --pr-number {item.layer.name}=<PR> once the pull request has a number"
+            )
+    print(
+        "Nothing was pushed. Review each branch (git log -p), reword where needed, and open "
+        "the pull requests in order: each one is based on the one before."
+    )
+    return 1 if failed else 0
+
+
 # --- main -------------------------------------------------------------------------------
 
 
@@ -1041,10 +1882,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--skip-checks", action="store_true", help="skip linters and tests (quick runs)"
     )
     parser.add_argument(
+        "--series",
+        action="store_true",
+        help="one stacked branch per layer instead of one commit of every layer",
+    )
+    parser.add_argument(
         "--pr-number",
-        type=int,
-        metavar="N",
-        help="name changelog fragments that have no issue (+name.type.rst) N.type.rst",
+        action="append",
+        metavar="N|FIX=N",
+        help="name changelog fragments that have no issue (+name.type.rst) N.type.rst; "
+        "with --series, FIX=N per branch (repeatable)",
     )
     parser.add_argument(
         "--co-authored-by",
@@ -1066,6 +1913,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     checkout: Path = args.checkout.resolve()
     source_root: Path = args.source_root.resolve()
+    if args.series:
+        if args.branch:
+            print("export failed: --branch does not apply to --series", file=sys.stderr)
+            return 2
+        return export_series(args, checkout, source_root)
+    pr_number: int | None = None
+    if args.pr_number:
+        if len(args.pr_number) > 1 or not args.pr_number[0].isdigit():
+            print(
+                f"export failed: --pr-number takes one number without --series, got {args.pr_number}",
+                file=sys.stderr,
+            )
+            return 2
+        pr_number = int(args.pr_number[0])
     branch: str = args.branch or branch_name(args.onto)
     created = False
     try:
@@ -1086,7 +1947,7 @@ def main(argv: list[str] | None = None) -> int:
             ref_commit,
             source_root,
             choice.result.code,
-            pr_number=args.pr_number,
+            pr_number=pr_number,
         )
         message = commit_message(export, co_authors=args.co_authored_by)
         commit = write_commit(checkout, ref_commit, export.files, message)

@@ -50,7 +50,14 @@ def pytest_configure(config: object) -> None:
 '''
 
 OVERLAY = '''\
-"""Overlay of the fake module."""
+"""Torn values: set writes in place.
+
+Fix: atomic-write
+Bug: -
+Affects: every release
+Needs: -
+Replaces: Cache.set
+"""
 
 from __future__ import annotations
 
@@ -103,6 +110,7 @@ FRAGMENTS = {
     "12381.bugfix.rst": "Fixed a crash when several processes create the cache directory at once.\n",
     "6423.bugfix.rst": "Sessions that overlap no longer lose each other's ``lastfailed`` entries.\n",
 }
+LAYER_FILE = f"{export.LAYERS_PATH}/01_atomic_write.py"
 EXPORTED_PATHS = {
     "src/_pytest/cacheprovider.py",
     "testing/test_cacheprovider_concurrency.py",
@@ -134,7 +142,7 @@ def base_entry(
 ) -> dict[str, object]:
     """A bases.json entry recording what the merge does to ``upstream_source``."""
     result = overlay_merge.merge(upstream_source, overlay_source)
-    return {"replaces": result.replaced, "adds": result.added, "keep": []}
+    return {"replaces": result.replaced, "keep": {}, "not_needed": {}, "needs": {}}
 
 
 def record_bases(fork: Path, bases: dict[str, dict[str, object]]) -> None:
@@ -193,7 +201,7 @@ def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write(
         root,
         {
-            export.MODULE_PATH: OVERLAY,
+            LAYER_FILE: OVERLAY,
             "testing/test_races.py": EXPORTED_TEST,
             "testing/test_our_scripts.py": "def test_not_exported() -> None:\n    pass\n",
             "changelog/README.rst": "Our fragments.\n",
@@ -490,7 +498,9 @@ class TestBaseChoice:
         entry = base_entry(
             UPSTREAM_MODULE, overlay_merge.without_definitions(OVERLAY, ["Cache.set"])
         )
-        entry["keep"] = ["Cache.set"]
+        entry["keep"] = {
+            "Cache.set": overlay_merge.definition_fingerprints(OVERLAY)["Cache.set"]
+        }
         record_bases(fork, {"8.2.0": entry})
 
         assert run_export(upstream, fork) == 0
@@ -524,10 +534,10 @@ class TestBaseChoice:
         upstream = {"Cache.set": "aaaa", "_helper": "bbbb", "_kept": "cccc"}
         entry = {
             "replaces": {"Cache.set": "ffff", "Cache.gone": "eeee"},
-            "adds": ["_helper", "_kept", "_new"],
             "keep": {"_kept": "dddd"},
         }
-        assert export.diverged_definitions(upstream, entry) == [
+        adds = ["_helper", "_kept", "_new"]
+        assert export.diverged_definitions(upstream, entry, adds) == [
             "Cache.gone: no longer defined upstream",
             "Cache.set: changed upstream (fingerprint aaaa, reviewed ffff)",
             "_helper: now defined upstream, the overlay's would replace it",
@@ -616,3 +626,391 @@ class TestCheckHelpers:
         assert "src/m.py:3:5: F401 msg" in ours
         assert "did not change (1; UP007)" in theirs
         assert "src/m.py:40:5: UP007 msg" in theirs
+
+
+# --- the series: one stacked branch per layer ----------------------------------------
+
+SERIES_LAYERS = {
+    "01_base_fix.py": '''\
+"""Base fix: a crash when the value is written.
+
+Fix: base-fix
+Bug: #100 (closed; fixed upstream in 8.2.0 by #101, which has no regression test)
+Affects: 8.1.0
+Needs: -
+Replaces: Cache.set
+
+The value is written through a helper.
+"""
+
+from pathlib import Path
+
+
+def _helper_a(path: Path) -> Path:
+    return path
+
+
+class Cache:
+    def set(self, key: str, value: object) -> None:
+        _helper_a(self._cachedir / key).write_text(json.dumps(value))
+''',
+    "02_atomic_write.py": '''\
+"""Torn values: set writes in place.
+
+Fix: atomic-write
+Bug: #200 (open)
+Affects: every release
+Needs: base-fix
+Replaces: Cache.set
+
+A reader sees half a value.  The value is written to a sibling and
+renamed over the file.
+"""
+
+import os
+
+
+def _write_atomic(path: Path, data: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+class Cache:
+    def set(self, key: str, value: object) -> None:
+        _write_atomic(_helper_a(self._cachedir / key), json.dumps(value))
+''',
+    "03_configure_once.py": '''\
+"""Configure runs twice.
+
+Fix: configure-once
+Bug: -  (related: #300, an open report of something broader)
+Affects: every release
+Needs: -
+Replaces: pytest_configure
+
+Configure is idempotent now.
+"""
+
+
+def pytest_configure(config: object) -> None:
+    return None
+''',
+}
+
+SERIES_TESTS = '''\
+"""Our tests of the fake layers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from race_harness import require
+
+from _pytest.pytester import Pytester
+import pytest
+
+
+UNUSED = "no marked test uses this"
+SCRIPT = "print('hi')"
+
+
+@pytest.fixture(autouse=True)
+def _needs_nothing() -> None:
+    pass
+
+
+def helper(path: Path) -> str:
+    return SCRIPT + str(path)
+
+
+@pytest.mark.layer("base-fix")
+def test_base(pytester: Pytester) -> None:
+    require(pytester.path.is_dir(), "no project")
+    assert pytester.path.is_dir(), "[base-fix] no project"
+
+
+class TestAtomic:
+    DATA = "x"
+
+    @pytest.mark.layer("atomic-write")
+    def test_whole(self, pytester: Pytester) -> None:
+        assert helper(pytester.path), "[atomic-write] torn"
+
+    def test_not_a_layer_test(self) -> None:
+        pass
+
+
+@pytest.mark.layer("configure-once")
+def test_modes(pytester: Pytester) -> None:
+    old = os.umask(0o022)
+    os.umask(old)
+'''
+
+SERIES_FRAGMENTS = {
+    "100.bugfix.rst": "Fixed the crash.\n",
+    "+atomic-write.bugfix.rst": "Values are written atomically.\n",
+    "300.bugfix.rst": "Configure runs once.\n",
+}
+SERIES_UPSTREAM_TESTS = """\
+from __future__ import annotations
+
+from _pytest.pytester import Pytester
+import pytest
+
+
+def test_upstream(pytester: Pytester) -> None:
+    pass
+"""
+
+
+def fold(sources: list[str]) -> str:
+    """The layers folded as the build folds them."""
+    combined = sources[0]
+    for source in sources[1:]:
+        combined = overlay_merge.merge(combined, source, partial=True).code
+    return combined
+
+
+@pytest.fixture
+def series_fork(tmp_path: Path, upstream: Path) -> Path:
+    """A fake fork of three layers; base 8.2.0 already has the first one's fix."""
+    write(
+        upstream,
+        {
+            "testing/test_cacheprovider.py": SERIES_UPSTREAM_TESTS,
+            "testing/test_stepwise.py": "def test_stepwise() -> None:\n    pass\n",
+        },
+    )
+    commit_all(upstream, "Upstream's test files")
+    root = tmp_path / "series-fork"
+    write(
+        root,
+        {
+            **{f"{export.LAYERS_PATH}/{n}": src for n, src in SERIES_LAYERS.items()},
+            "testing/test_layers.py": SERIES_TESTS,
+            "testing/race_harness.py": "def require(c: object, m: str) -> None: ...\n",
+            **{f"changelog/{n}": text for n, text in SERIES_FRAGMENTS.items()},
+        },
+    )
+    entry = base_entry(UPSTREAM_MODULE, fold(list(SERIES_LAYERS.values())))
+    entry["not_needed"] = {"base-fix": "fixed upstream in 8.2.0 (#101)"}
+    record_bases(root, {"8.2.0": entry})
+    return root
+
+
+def run_series(upstream: Path, fork: Path, *args: str) -> int:
+    return export.main(
+        [str(upstream), "--series", "--source-root", str(fork), "--skip-checks", *args]
+    )
+
+
+def show(repo: Path, ref: str, path: str) -> str:
+    return git(repo, "show", f"{ref}:{path}")
+
+
+ATOMIC = "cache-series-main/02-atomic-write"
+CONFIGURE = "cache-series-main/03-configure-once"
+
+
+class TestSeries:
+    def test_one_stacked_branch_per_layer(
+        self, upstream: Path, series_fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert run_series(upstream, series_fork) == 0
+
+        assert branches(upstream) == {"main", ATOMIC, CONFIGURE}
+        assert git(upstream, "rev-parse", f"{ATOMIC}^") == git(
+            upstream, "rev-parse", "main"
+        )
+        assert git(upstream, "rev-parse", f"{CONFIGURE}^") == git(
+            upstream, "rev-parse", ATOMIC
+        )
+        # The work tree stays where it was.
+        assert git(upstream, "branch", "--show-current") == "main"
+        assert git(upstream, "status", "--porcelain") == ""
+        out = capsys.readouterr().out
+        assert "01 base-fix: lands in atomic-write's branch, which needs it" in out
+        assert f"{ATOMIC} (with base-fix)" in out
+        assert "module: +" in out and "tests: +" in out
+
+    def test_each_branch_holds_only_its_layers_change(
+        self, upstream: Path, series_fork: Path
+    ) -> None:
+        assert run_series(upstream, series_fork) == 0
+
+        layers_ = list(SERIES_LAYERS.values())
+        assert (
+            show(upstream, ATOMIC, export.MODULE_PATH)
+            == overlay_merge.merge(UPSTREAM_MODULE, fold(layers_[:2])).code.rstrip()
+        )
+        assert (
+            show(upstream, CONFIGURE, export.MODULE_PATH)
+            == overlay_merge.merge(UPSTREAM_MODULE, fold(layers_)).code.rstrip()
+        )
+        changed = set(git(upstream, "diff", "--name-only", ATOMIC, CONFIGURE).split())
+        assert changed == {
+            export.MODULE_PATH,
+            "testing/test_cacheprovider.py",
+            "changelog/300.bugfix.rst",
+        }
+
+    def test_tests_are_appended_to_upstreams_file_without_our_marks(
+        self, upstream: Path, series_fork: Path
+    ) -> None:
+        assert run_series(upstream, series_fork) == 0
+
+        first = show(upstream, ATOMIC, "testing/test_cacheprovider.py")
+        # Upstream's tests stay first, ours are appended; imports join the block.
+        assert first.index("def test_upstream(") < first.index("def require(")
+        assert first.startswith(
+            "from __future__ import annotations\n\nfrom pathlib import Path\n\n"
+        )
+        # The groundwork's regression test (upstream fixed it without one) and ours.
+        assert "def test_base(" in first and "def test_whole(" in first
+        assert "def helper(" in first and "SCRIPT = " in first
+        assert "UNUSED" not in first and "test_not_a_layer_test" not in first
+        assert "mark.layer" not in first and "race_harness" not in first
+        assert "def require(" in first and "pytest.fail(" in first
+        assert '@pytest.mark.usefixtures("_needs_nothing")' in first
+        assert "autouse" not in first
+        assert "def test_modes(" not in first
+        second = show(upstream, CONFIGURE, "testing/test_cacheprovider.py")
+        assert (
+            second.index("def test_upstream(")
+            < second.index("def test_whole(")
+            < second.index("def test_modes(")
+        )
+        assert second.count("def require(") == 1
+        assert (
+            '@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")'
+            in second
+        )
+        assert "\nimport sys\n" in second
+
+    def test_messages_close_only_open_issues(
+        self, upstream: Path, series_fork: Path
+    ) -> None:
+        assert run_series(upstream, series_fork) == 0
+
+        atomic = git(upstream, "log", "-1", "--format=%B", ATOMIC)
+        assert (
+            atomic.splitlines()[0] == "cacheprovider: Torn values: set writes in place."
+        )
+        assert "regression test for #100" in atomic
+        assert "closes #200" in atomic.splitlines()
+        assert "closes #100" not in atomic
+        assert "test_cacheprovider.py::TestAtomic::test_whole" in atomic
+        configure = git(upstream, "log", "-1", "--format=%B", CONFIGURE)
+        assert "closes" not in configure
+        assert "related: #300" in configure.splitlines()
+
+    def test_fragments_per_branch_and_pr_numbers(
+        self, upstream: Path, series_fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert run_series(upstream, series_fork) == 0
+
+        first = set(git(upstream, "diff", "--name-only", "main", ATOMIC).split())
+        assert {
+            "changelog/100.bugfix.rst",
+            "changelog/+atomic-write.bugfix.rst",
+        } < first
+        assert "--pr-number atomic-write=<PR>" in capsys.readouterr().out
+        for branch in (ATOMIC, CONFIGURE):
+            git(upstream, "branch", "-D", branch)
+
+        assert (
+            run_series(upstream, series_fork, "--pr-number", "atomic-write=14900") == 0
+        )
+
+        first = set(git(upstream, "diff", "--name-only", "main", ATOMIC).split())
+        assert "changelog/14900.bugfix.rst" in first
+        assert "changelog/+atomic-write.bugfix.rst" not in first
+
+    def test_pr_number_needs_a_fix_name(
+        self, upstream: Path, series_fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert run_series(upstream, series_fork, "--pr-number", "14900") == 1
+        assert "with --series give FIX=N" in capsys.readouterr().err
+        assert branches(upstream) == {"main"}
+
+    def test_existing_branch_refuses_the_whole_series(
+        self, upstream: Path, series_fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        git(upstream, "branch", CONFIGURE)
+
+        assert run_series(upstream, series_fork) == 1
+
+        assert "already exists" in capsys.readouterr().err
+        assert branches(upstream) == {"main", CONFIGURE}
+
+    def test_a_layer_upstream_has_is_skipped_with_a_note(
+        self, upstream: Path, series_fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        bases = json.loads((series_fork / "backend/bases.json").read_text())
+        bases["bases"]["8.2.0"]["not_needed"]["configure-once"] = "fixed upstream"
+        del bases["bases"]["8.2.0"]["replaces"]["pytest_configure"]
+        write(series_fork, {"backend/bases.json": json.dumps(bases)})
+
+        assert run_series(upstream, series_fork) == 0
+
+        assert branches(upstream) == {"main", ATOMIC}
+        assert (
+            "03 configure-once: skipped, upstream has this fix at main"
+            in capsys.readouterr().out
+        )
+
+    def test_our_test_replacing_an_upstream_one_is_refused(
+        self, upstream: Path, series_fork: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        write(
+            series_fork,
+            {
+                "testing/test_layers.py": SERIES_TESTS.replace(
+                    "def test_base(", "def test_upstream("
+                )
+            },
+        )
+
+        assert run_series(upstream, series_fork) == 1
+
+        assert "would replace test_upstream" in capsys.readouterr().err
+        assert branches(upstream) == {"main"}
+
+
+@pytest.mark.parametrize(
+    ("bug", "number", "is_open", "related", "untested"),
+    [
+        (
+            "#12381 (closed; fixed upstream in 8.2.2 by #12408, which has no regression test)",
+            12381,
+            False,
+            (12408,),
+            True,
+        ),
+        ("#6670 (open)", 6670, True, (), False),
+        (
+            "-  (related: #6670, rm_rf warnings with xdist and --cache-clear, open)",
+            None,
+            False,
+            (6670,),
+            False,
+        ),
+        ("-", None, False, (), False),
+    ],
+)
+def test_layer_issue(
+    bug: str,
+    number: int | None,
+    is_open: bool,
+    related: tuple[int, ...],
+    untested: bool,
+) -> None:
+    issue = export.layer_issue(bug)
+    assert (issue.number, issue.open, issue.related, issue.untested_upstream) == (
+        number,
+        is_open,
+        related,
+        untested,
+    )
