@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
+import hashlib
 from pathlib import Path
 import re
 
@@ -43,6 +44,8 @@ LAYER_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
 HEADER_FIELDS = ("Fix", "Bug", "Affects", "Needs", "Replaces")
 OPTIONAL_FIELDS = ("Drops",)
 ALL = "all"
+# Longest selection suffix spelt out in the version (wheel file names stay short).
+MAX_LABEL = 60
 
 
 class LayerError(Exception):
@@ -74,12 +77,31 @@ class Selection:
     notes: list[str]
     complete: bool
 
+    available: list[str] = dataclasses.field(default_factory=list)
+
     @property
     def label(self) -> str:
-        """The version label's suffix naming a partial selection ('' for all)."""
+        """The version label's suffix naming a partial selection ('' for all).
+
+        The requested fixes, or ``without`` and the others when that is shorter
+        (all but one layer); a selection too long to name in a file name is
+        named by a hash of it.
+        """
         if self.complete:
             return ""
-        return "".join("." + name.replace("-", "") for name in self.requested)
+        named = [name.replace("-", "") for name in self.requested]
+        others = [
+            name.replace("-", "")
+            for name in self.available
+            if name not in self.requested
+        ]
+        if others and len(others) < len(named):
+            named = ["without", *others]
+        label = "".join("." + name for name in named)
+        if len(label) > MAX_LABEL:
+            digest = hashlib.sha256(",".join(sorted(self.requested)).encode())
+            label = ".selection" + digest.hexdigest()[:8]
+        return label
 
 
 def _names(field: str) -> tuple[str, ...]:
@@ -202,7 +224,13 @@ def select(
             f"nothing to build: pytest {base} already has every selected fix ({', '.join(wanted)})"
         )
     ordered = [layer for layer in layers if layer.name in chosen]
-    return Selection(layers=ordered, requested=wanted, notes=notes, complete=complete)
+    return Selection(
+        layers=ordered,
+        requested=wanted,
+        notes=notes,
+        complete=complete,
+        available=list(by_name),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

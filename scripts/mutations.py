@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -157,7 +158,11 @@ class Runner:
     def install(self, fixes: Sequence[str] | None) -> str:
         """Build the fork with ``fixes`` (None: all) and install it; return its version."""
         assert self.uv is not None
-        out = self.workdir / "wheels" / (",".join(fixes) if fixes else "all")
+        out = (
+            self.workdir
+            / "wheels"
+            / hashlib.sha256(repr(fixes).encode()).hexdigest()[:12]
+        )
         shutil.rmtree(out, ignore_errors=True)
         cmd = [self.uv, "build", "--quiet", "--wheel", "--out-dir", str(out)]
         cmd += ["--config-setting", f"base={self.base}"]
