@@ -1059,6 +1059,11 @@ SERIES_UPSTREAM_TESTS = ("testing/test_cacheprovider.py", "testing/test_stepwise
 SERIES_BRANCH_TEMPLATE = "cache-series-{ref}/{number:02d}-{fix}"
 #: Our test-only helper modules, and what the export puts in their place.
 HARNESS_MODULES = frozenset({"race_harness"})
+#: Modules of ours that tests import whole (``import scenarios``): the export adds
+#: the file to upstream's ``testing/`` under the second name and imports it so.
+SUPPORT_MODULES: dict[str, tuple[str, str]] = {
+    "scenarios": ("scripts/scenarios.py", "cache_race_scenarios"),
+}
 LOCAL_HELPERS: dict[str, str] = {
     "require": '''
 def require(condition: object, message: str) -> None:
@@ -1179,6 +1184,8 @@ class LayerTests:
     source: str
     tests: list[str]  # "Class::test" or "test", in the module they end up in
     from_files: list[str]
+    # Files of ours the tests import, as (our path, path in upstream's checkout).
+    support: tuple[tuple[str, str], ...] = ()
 
 
 def _platform_skip(node: cst.CSTNode, used_code: str) -> list[str]:
@@ -1223,6 +1230,7 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     body: list[cst.CSTNode] = []
     tests: list[str] = []
     files: list[str] = []
+    support: dict[str, str] = {}
     for path in sorted((source_root / "testing").glob("test_*.py")):
         module = cst.parse_module(path.read_text(encoding="utf-8"))
         defs: dict[str, cst.CSTNode] = {}
@@ -1271,6 +1279,15 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
                 continue
             assert isinstance(statement, cst.SimpleStatementLine)
             stmt = statement.body[0]
+            if isinstance(stmt, cst.Import) and len(stmt.names) == 1:
+                imported = cst.Module(body=[]).code_for_node(stmt.names[0].name)
+                if imported in SUPPORT_MODULES:
+                    ours_path, theirs = SUPPORT_MODULES[imported]
+                    support[ours_path] = f"testing/{theirs}.py"
+                    imports.append(
+                        cst.parse_statement(f"import {theirs} as {imported}\n")  # type: ignore[arg-type]
+                    )
+                    continue
             if isinstance(stmt, cst.ImportFrom) and stmt.module is not None:
                 source_module = cst.Module(body=[]).code_for_node(stmt.module)
                 if source_module in HARNESS_MODULES:
@@ -1312,7 +1329,12 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     code += "".join(
         "\n\n" + _node_code(overlay_merge._without_leading_lines(n)) for n in body
     )
-    return LayerTests(source=code, tests=tests, from_files=files)
+    return LayerTests(
+        source=code,
+        tests=tests,
+        from_files=files,
+        support=tuple(sorted(support.items())),
+    )
 
 
 def merge_tests(upstream_tests: str, ours: LayerTests) -> str:
@@ -1585,6 +1607,9 @@ def plan_series(
             MODULE_PATH: module.encode("utf-8"),
             SERIES_TEST_FILE: tests_source.encode("utf-8"),
         }
+        for t in ours:
+            for ours_path, theirs_path in t.support:
+                files[theirs_path] = (source_root / ours_path).read_bytes()
         for name, theirs in names.items():
             if f"changelog/{theirs}" in existing:
                 raise ExportError(f"upstream already has changelog/{theirs}")

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from envs import DROP_DAC
 
 
-FAILING_AND_PASSING = """
+ONE_FAILURE_ONE_CACHE_WRITE = """
 def test_fails():
     assert 0
 
@@ -60,7 +60,7 @@ def test_cache_dir_path_is_a_regular_file(pytester: Pytester) -> None:
     cachefile = pytester.path / ".pytest_cache"
     cachefile.write_text("not a directory")
     pytester.makepyfile(
-        FAILING_AND_PASSING
+        ONE_FAILURE_ONE_CACHE_WRITE
         + """
 import pytest
 
@@ -84,7 +84,7 @@ def test_mkdir_error_is_clear(cache):
 
 
 def test_unwritable_cache_dir_keeps_its_data(pytester: Pytester) -> None:
-    pytester.makepyfile(FAILING_AND_PASSING)
+    pytester.makepyfile(ONE_FAILURE_ONE_CACHE_WRITE)
     pytester.runpytest_subprocess("-p", "no:xdist")
     cachedir = pytester.path / ".pytest_cache"
     before = tree(cachedir)
@@ -105,7 +105,7 @@ def test_unwritable_cache_dir_keeps_its_data(pytester: Pytester) -> None:
 
 
 def test_cache_clear_of_an_unwritable_cache_dir_warns(pytester: Pytester) -> None:
-    pytester.makepyfile(FAILING_AND_PASSING)
+    pytester.makepyfile(ONE_FAILURE_ONE_CACHE_WRITE)
     pytester.runpytest_subprocess("-p", "no:xdist")
     cachedir = pytester.path / ".pytest_cache"
     before = tree(cachedir)
@@ -123,7 +123,7 @@ def test_cache_clear_of_an_unwritable_cache_dir_warns(pytester: Pytester) -> Non
 def test_read_only_location_warns(pytester: Pytester) -> None:
     # The project, not pytester's folder: pytester keeps the run's output there.
     project = pytester.mkdir("project")
-    (project / "test_it.py").write_text(FAILING_AND_PASSING)
+    (project / "test_it.py").write_text(ONE_FAILURE_ONE_CACHE_WRITE)
     project.chmod(0o555)
     try:
         result = run_unprivileged(pytester, f"--rootdir={project}", str(project))
@@ -166,7 +166,7 @@ def test_private_entry_that_is_a_symlink_is_left_alone(pytester: Pytester) -> No
     link.symlink_to(precious, target_is_directory=True)
     stale_link = pytester.path / "pytest-cache-files-999999999-deadbeef"  # no such pid
     stale_link.symlink_to(precious, target_is_directory=True)
-    pytester.makepyfile(FAILING_AND_PASSING)
+    pytester.makepyfile(ONE_FAILURE_ONE_CACHE_WRITE)
 
     for _ in range(2):
         no_crash(pytester.runpytest_subprocess("-p", "no:xdist"))
@@ -204,7 +204,7 @@ def test_cache_dir_with_dotdot_works(pytester: Pytester) -> None:
     project = pytester.mkdir("project")
     (project / "pytest.ini").write_text("[pytest]\ncache_dir = ../shared_cache\n")
     (project / "test_it.py").write_text(
-        FAILING_AND_PASSING
+        ONE_FAILURE_ONE_CACHE_WRITE
         + """
 def test_mkdir(cache):
     assert cache.mkdir("plugin").is_dir()
