@@ -83,17 +83,16 @@ class Selection:
     def label(self) -> str:
         """The version label's suffix naming a partial selection ('' for all).
 
-        The requested fixes, or ``without`` and the others when that is shorter
-        (all but one layer); a selection too long to name in a file name is
+        The requested fixes, or ``without`` and the layers left out when that
+        is shorter (all but one layer); a selection too long to name in a file name is
         named by a hash of it.
         """
         if self.complete:
             return ""
         named = [name.replace("-", "") for name in self.requested]
+        merged = {layer.name for layer in self.layers}
         others = [
-            name.replace("-", "")
-            for name in self.available
-            if name not in self.requested
+            name.replace("-", "") for name in self.available if name not in merged
         ]
         if others and len(others) < len(named):
             named = ["without", *others]
