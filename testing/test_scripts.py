@@ -256,6 +256,13 @@ class TestMatrix:
         }
         assert mkdir == MKDIR_VERDICTS
 
+    def test_progress_goes_to_stdout(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """tox shows stderr in red: progress is not an error."""
+        matrix.Progress()("building 8.2.0")
+        out, err = capsys.readouterr()
+        assert err == ""
+        assert out.endswith("s] building 8.2.0\n")
+
     def test_table_and_summary(
         self,
         fake_runs: list[tuple[str, str]],
