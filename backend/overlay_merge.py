@@ -55,7 +55,9 @@ def _stdlib_module_names() -> frozenset[str]:
     stdlib = sysconfig.get_paths()["stdlib"]
     found = {
         module.name
-        for module in pkgutil.iter_modules([stdlib, os.path.join(stdlib, "lib-dynload")])
+        for module in pkgutil.iter_modules(
+            [stdlib, os.path.join(stdlib, "lib-dynload")]
+        )
     }
     return frozenset(found | set(sys.builtin_module_names))
 

@@ -41,7 +41,9 @@ def find_python(version: str) -> str | None:
     """An interpreter of ``version`` (``"3.8"``): on PATH, else under pyenv's root."""
     candidates = [shutil.which(f"python{version}") or ""]
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates += sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python")))
+    candidates += sorted(
+        glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python"))
+    )
     for candidate in candidates:
         if not candidate:
             continue
@@ -75,7 +77,12 @@ def python_or_skip(version: str) -> str:
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        list(args), capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd, check=False
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -87,12 +94,16 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.fail("CI must run from a git checkout")
         pytest.skip("not a git checkout")
     target = tmp_path_factory.mktemp("clone") / "repo"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120)
+    subprocess.run(
+        ["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120
+    )
     return target
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("base", "version"), OLDEST, ids=[f"{b}-py{v}" for b, v in OLDEST])
+@pytest.mark.parametrize(
+    ("base", "version"), OLDEST, ids=[f"{b}-py{v}" for b, v in OLDEST]
+)
 def test_fork_builds_and_runs_on_the_oldest_python_of_its_base(
     clone: Path, tmp_path: Path, base: str, version: str
 ) -> None:

@@ -257,7 +257,7 @@ class TestMatrix:
         assert mkdir == MKDIR_VERDICTS
 
     def test_progress_goes_to_stdout(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """tox shows stderr in red: progress is not an error."""
+        """Progress is not an error, and tox shows stderr in red."""
         matrix.Progress()("building 8.2.0")
         out, err = capsys.readouterr()
         assert err == ""
