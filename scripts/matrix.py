@@ -277,7 +277,10 @@ def results_json(results: Sequence[Result]) -> dict[str, list[dict[str, str]]]:
 
 
 class Progress:
-    """Progress lines on stderr, stamped with the seconds since the start."""
+    """Progress lines on stdout, stamped with the seconds since the start.
+
+    Not stderr: tox shows a command's stderr in red, and these are not errors.
+    """
 
     def __init__(self) -> None:
         self.start = time.monotonic()
@@ -287,7 +290,6 @@ class Progress:
         with self.lock:
             print(
                 f"[{time.monotonic() - self.start:6.1f}s] {message}",
-                file=sys.stderr,
                 flush=True,
             )
 

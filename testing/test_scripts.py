@@ -258,6 +258,13 @@ class TestMatrix:
         }
         assert mkdir == MKDIR_VERDICTS
 
+    def test_progress_goes_to_stdout(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Progress is not an error, and tox shows stderr in red."""
+        matrix.Progress()("building 8.2.0")
+        out, err = capsys.readouterr()
+        assert err == ""
+        assert out.endswith("s] building 8.2.0\n")
+
     def test_table_and_summary(
         self,
         fake_runs: list[tuple[str, str]],
