@@ -20,12 +20,12 @@ always "error", never "bad".
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
 import fnmatch
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,6 +36,7 @@ import subprocess
 import threading
 import time
 import traceback
+import typing
 from typing import Literal
 
 
@@ -557,7 +558,7 @@ class RunContext:
     rng: random.Random
 
 
-Runner = Callable[[RunContext], Outcome]
+Runner = typing.Callable[[RunContext], Outcome]  # typing's: subscriptable on Python 3.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -722,6 +723,8 @@ def start_pytest(
         "SCENARIO_KILLED_EXIT": str(KILLED_EXIT),
     }
     extra.update(env or {})
+    # Popen's umask argument is Python 3.9+; the tests also run on 3.8.
+    set_umask = None if umask < 0 else functools.partial(os.umask, umask)
     with log.open("wb") as out:
         popen = subprocess.Popen(
             [str(ctx.python), "-m", "pytest", "-rfE", *args],
@@ -731,7 +734,7 @@ def start_pytest(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            umask=umask,
+            preexec_fn=set_umask,  # Only os.umask runs there: fork-safe.
         )
     return _Started(label, popen, log)
 
