@@ -734,7 +734,7 @@ def start_pytest(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=set_umask,  # Only os.umask runs there: fork-safe.
+            preexec_fn=set_umask,  # noqa: PLW1509  (os.umask alone: fork-safe)
         )
     return _Started(label, popen, log)
 
