@@ -15,20 +15,35 @@ and must stay inside their folder.  The base itself is normalized too, so a
 from __future__ import annotations
 
 
+# Resolved paths of (base, name): every set and get of a key resolves it again.
+_CONFINED: dict[tuple[str, str], Path] = {}
+_CONFINED_MAX = 4096
+
+
 def _confined_path(base: Path, name: str) -> Path:
     """Join ``name`` onto ``base``, refusing a result outside ``base``.
 
     ``base / name`` discards ``base`` for an absolute (or drive-qualified)
     ``name`` and keeps ``..`` parts as they are; normalizing first catches
-    both, while a ``..`` that stays inside ``base`` remains allowed.
+    both, while a ``..`` that stays inside ``base`` remains allowed.  The
+    answer depends on the two strings alone (no filesystem access), so it is
+    remembered; a refused name is checked again every time.
     """
-    root = os.path.normpath(base)
+    memo = (os.fspath(base), name)
+    try:
+        return _CONFINED[memo]
+    except KeyError:
+        pass
+    root = os.path.normpath(memo[0])
     path = os.path.normpath(os.path.join(root, name))
     if os.path.commonpath([root, path]) != root:
         raise ValueError(
             f"{name!r} is not allowed to escape the cache directory ({root})"
         )
-    return Path(path)
+    if len(_CONFINED) >= _CONFINED_MAX:
+        _CONFINED.clear()
+    result = _CONFINED[memo] = Path(path)
+    return result
 
 
 class Cache:
