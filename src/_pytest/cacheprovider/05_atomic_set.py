@@ -29,7 +29,7 @@ _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY",
 # pathlib's own Path.open, as imported: anything else there simulates I/O.
 _PATHLIB_OPEN = Path.open
 # Directories of values that this process created or found (see Cache.set).
-_MADE_DIRS: set[Path] = set()
+_MADE_DIRS: set[str] = set()
 _MADE_DIRS_MAX = 1024
 
 
@@ -126,10 +126,10 @@ class Cache:
             nested lists and dicts of them.
         """
         path = self._getvaluepath(key)
-        directory = path.parent
+        directory = os.path.dirname(path)
         if directory not in _MADE_DIRS:
             try:
-                self._mkdir(directory)
+                self._mkdir(path.parent)
             except OSError as exc:
                 self.warn(f"could not create cache path {path}: {exc}", _ispytest=True)
                 return
@@ -143,7 +143,7 @@ class Cache:
                 # ENOENT: the directory was removed since this process made it
                 # (--cache-clear elsewhere, rm -rf): make it again, once.
                 _MADE_DIRS.discard(directory)
-                self._mkdir(directory)
+                self._mkdir(path.parent)
                 _MADE_DIRS.add(directory)
                 self._store(key, path, value)
         except OSError as exc:
