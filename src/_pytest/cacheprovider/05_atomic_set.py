@@ -18,6 +18,7 @@ costs less than upstream's in-place one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 
 
@@ -76,7 +77,10 @@ def _write_new_bytes(path: Path, raw: bytes) -> None:
     try:
         written = os.write(fd, raw)
         while written < len(raw):  # A short write: go on until an error says why.
-            written += os.write(fd, memoryview(raw)[written:])
+            more = os.write(fd, memoryview(raw)[written:])
+            if not more:
+                raise OSError(errno.EIO, "the file takes no more bytes", str(path))
+            written += more
     finally:
         os.close(fd)
 
