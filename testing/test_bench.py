@@ -236,8 +236,11 @@ class TestTargets:
     def test_steady_state_wants_no_write_at_all(
         self, fork: float | None, met: bool | None
     ) -> None:
-        entry = {"name": "steady-state-writes", "variant": "files rewritten"}
-        entry["fork"] = fork
+        entry: dict[str, object] = {
+            "name": "steady-state-writes",
+            "variant": "files rewritten",
+            "fork": fork,
+        }
         assert bench.target_met(entry) is met
 
     def test_pass_and_miss_lines(self) -> None:

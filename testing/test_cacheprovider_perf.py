@@ -61,7 +61,7 @@ class TestLowLevelWrite:
         target = tmp_path / "value"
         target.write_text('"old"')
         real_write = os.write
-        seen = []
+        seen: list[str] = []
 
         def half_then_read(fd: int, data: bytes) -> int:
             if seen:  # The rest, after the short write.
