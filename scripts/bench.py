@@ -11,19 +11,32 @@ Every measurement runs the two envs alternately (fork, stock, fork, stock ...) a
 one unmeasured warm-up pair, in separate but identical project copies, and reports
 the medians and the ratio fork/stock of the medians:
 
-* ``suite-run``: wall time of whole pytest processes on a generated 2,000-test
-  project (a session fixture using ``cache.mkdir`` and ``cache.set``, a few
-  failures), an emptied cache then ``--lf``, single process and ``-n 4``;
-* ``set-throughput``: ``Cache.set`` of a small value, operations per second,
-  timed inside a pytest session (same key again and again, and new keys), on
-  the project's disk and, for insight into the code's own cost, on tmpfs;
-* ``lastfailed-100k``: 100,000 lastfailed entries on disk, a run that changes a
-  few: the session end (``pytest_sessionfinish`` and ``pytest_unconfigure``,
-  timed by outermost hook wrappers), the session start and the whole process;
+* ``suite-run``: wall and CPU time of whole pytest processes on a generated
+  2,000-test project (a session fixture using ``cache.mkdir`` and ``cache.set``, a
+  few failures), an emptied cache then ``--lf``, single process and ``-n 2``;
+* ``set-cost``: CPU time of one ``Cache.set`` (thread CPU time, the median of
+  batches), a different value on every write, overwriting one key and writing new
+  keys, on a tmpfs mounted for the run (root) or ``/dev/shm``, and on the project's
+  disk, where the user CPU time is the figure and the system time is reported
+  beside it;
+* ``set-syscalls``: system calls per ``Cache.set``, counted with ``strace``
+  (reported as not measured where strace is missing);
+* ``set-throughput``: ``Cache.set`` operations per second (wall time), for insight;
+* ``steady-state-writes``: files rewritten and bytes written in ``.pytest_cache``
+  by a session that changes nothing (inode, size and mtime compared before and
+  after; with strace, write calls to files under ``.pytest_cache`` counted too);
+* ``lastfailed-session-end``: CPU time of the session end (``pytest_sessionfinish``
+  and ``pytest_unconfigure``, timed by outermost hook wrappers: merge, lock,
+  signature and sweep included) with 1,000 to 1,000,000 lastfailed entries on disk,
+  and the peak memory of the process (``lastfailed-memory``);
+* ``lastfailed-100k``: the same with 100,000 entries in wall time, with the
+  session start and the whole process;
 * ``creation-race``: 2, 8, 32 and 64 plain pytest processes started together on
   a fresh directory, held at a barrier (a lock the benchmark releases once all
   have arrived) and then calling ``config.cache.mkdir`` at the same moment:
   failed creators and time from launch to the first test.
+
+The targets of issue 12 are printed as PASS/MISS lines after the table.
 
 The shared machine makes single timings noisy: check ``uptime`` first, rerun when
 it is quiet, and trust ratios more than absolute figures (``suite-run`` also
@@ -40,8 +53,10 @@ import argparse
 from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
+import contextlib
 import dataclasses
 import datetime
 import fcntl
@@ -73,37 +88,77 @@ DEFAULT_ENV_ROOT = Path(
     os.environ.get("PYTEST_BENCH_ENVS")
     or envs.DEFAULT_ROOT.parent / "pytest-bench-envs"
 )
-NAMES = ("suite-run", "set-throughput", "lastfailed-100k", "creation-race")
+NAMES = (
+    "suite-run",
+    "set-cost",
+    "set-syscalls",
+    "set-throughput",
+    "steady-state-writes",
+    "lastfailed-session-end",
+    "lastfailed-memory",
+    "lastfailed-100k",
+    "creation-race",
+)
+#: What each benchmark name of --only runs (some runs produce two names).
+RUNS = (
+    "suite-run",
+    "set-cost",
+    "set-throughput",
+    "steady-state-writes",
+    "lastfailed-session-end",
+    "lastfailed-100k",
+    "creation-race",
+)
 #: Seconds one pytest process (or one group of racing creators) may take.
 RUN_TIMEOUT = 600.0
 #: Seconds the benchmark waits for every racing creator to reach the barrier.
 BARRIER_TIMEOUT = 180.0
 RACE_WORKERS = (2, 8, 32, 64)
+#: xdist workers of the suite-run's parallel variants.
+SUITE_WORKERS = 2
 SUITE_FILES = 20
 SUITE_TESTS_PER_FILE = 100
 SUITE_FAILING = (7, 345, 1001, 1502, 1999)
 #: Upper bound of one batch of sets, in seconds (a congested disk can do < 500/s).
 SET_BATCH_SECONDS = 1.0
 LASTFAILED_ENTRIES = 100_000
+#: Sizes of lastfailed for the session-end benchmark.
+LASTFAILED_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+#: From this size on, a --quick run measures one round without warm-up.
+LASTFAILED_BIG = 1_000_000
+#: Sets per batch of the set-cost benchmark, and sets counted under strace.
+SET_COST_BATCH = 100
+SET_STRACE_OPS = 200
+#: Size of the tmpfs mounted for the set benchmarks (as root).
+TMPFS_SIZE = "64m"
 LASTFAILED_TESTS = 20
 #: Tests that failed before the timed run (they pass now) and tests that fail in it.
 LASTFAILED_WERE_FAILING = (0, 1, 2, 3, 4)
 LASTFAILED_NOW_FAILING = (5, 6)
-#: Targets of issue 7: (comparison, bound, noise band) on the ratio fork/stock.
-TARGETS: dict[str, tuple[str, float, float]] = {
-    "suite-run": ("<=", 1.00, 0.02),
-    "set-throughput": (">=", 1.30, 0.0),
-    "lastfailed-100k": ("<=", 1.10, 0.0),
+#: Targets of issue 12, on the ratio fork/stock of one field of a result:
+#: name -> (field, comparison, bound, noise band, variants it applies to or None for all).
+TARGETS: dict[str, tuple[str, str, float, float, frozenset[str] | None]] = {
+    "suite-run": ("cpu_ratio", "<=", 1.00, 0.02, None),
+    "set-cost": (
+        "ratio",
+        "<=",
+        0.80,
+        0.0,
+        frozenset(
+            {
+                "overwrite, tmpfs",
+                "new-key, tmpfs",
+                "overwrite, disk (user CPU)",
+                "new-key, disk (user CPU)",
+            }
+        ),
+    ),
+    "set-syscalls": ("ratio", "<=", 1.00, 0.0, None),
+    "lastfailed-session-end": ("ratio", "<=", 1.00, 0.02, None),
+    "lastfailed-memory": ("ratio", "<=", 1.05, 0.0, None),
 }
-#: Variants reported for insight only: the session start (the target is about its
-#: end) and sets on tmpfs (caches live on disk; tmpfs isolates the code's own cost).
-UNTARGETED = frozenset(
-    {
-        ("lastfailed-100k", "session-start"),
-        ("set-throughput", "overwrite, tmpfs"),
-        ("set-throughput", "new-key, tmpfs"),
-    }
-)
+#: Absolute targets: the fork's figure must be at most this (steady-state writes: none).
+FORK_AT_MOST: dict[str, float] = {"steady-state-writes": 0.0}
 #: The creation-race target: no failed creator on the fork at this many workers.
 RACE_TARGET_WORKERS = 64
 
@@ -119,6 +174,8 @@ class Settings:
     set_ops: int
     set_batches: int
     race_workers: tuple[int, ...] = RACE_WORKERS
+    #: Batches of SET_COST_BATCH sets per process and variant (set-cost).
+    cost_batches: int = 20
 
 
 QUICK = Settings(
@@ -128,6 +185,7 @@ QUICK = Settings(
     race_trials=1,
     set_ops=500,
     set_batches=2,
+    cost_batches=15,
 )
 FULL = Settings(
     suite_rounds=7,
@@ -136,6 +194,7 @@ FULL = Settings(
     race_trials=3,
     set_ops=1000,
     set_batches=2,
+    cost_batches=40,
 )
 
 
@@ -198,9 +257,9 @@ def paired_ratio_spread(
 
 
 def target_met(entry: Mapping[str, object]) -> bool | None:
-    """Whether a result entry (as in the JSON) meets issue 7's target; None if it has none.
+    """Whether a result entry (as in the JSON) meets issue 12's target; None if it has none.
 
-    Ratio targets allow their noise band (``suite-run``: 1.00 within 2%). The
+    Ratio targets allow their noise band (``suite-run``: CPU 1.00 within 2%). The
     creation race is judged at 64 workers only: no failed creator on the fork.
     """
     name = entry.get("name")
@@ -208,17 +267,59 @@ def target_met(entry: Mapping[str, object]) -> bool | None:
         if entry.get("workers") != RACE_TARGET_WORKERS:
             return None
         return entry.get("fork_failures") == 0
-    if (
-        not isinstance(name, str)
-        or name not in TARGETS
-        or (name, entry.get("variant")) in UNTARGETED
-    ):
+    if isinstance(name, str) and name in FORK_AT_MOST:
+        fork = entry.get("fork")
+        if not isinstance(fork, (int, float)) or not math.isfinite(fork):
+            return None
+        return fork <= FORK_AT_MOST[name]
+    if not isinstance(name, str) or name not in TARGETS:
         return None
-    ratio = entry.get("ratio")
-    if not isinstance(ratio, (int, float)):
+    field, op, bound, band, variants = TARGETS[name]
+    if variants is not None and entry.get("variant") not in variants:
         return None
-    op, bound, band = TARGETS[name]
+    ratio = entry.get(field)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        return None
     return ratio <= bound + band if op == "<=" else ratio >= bound - band
+
+
+def target_text(entry: Mapping[str, object]) -> str:
+    """What the target of ``entry`` asks, in words ('' when it has none)."""
+    name = str(entry.get("name"))
+    if target_met(entry) is None:
+        return ""
+    if name == "creation-race":
+        return f"0 fork failures at {RACE_TARGET_WORKERS}"
+    if name in FORK_AT_MOST:
+        return f"fork <= {FORK_AT_MOST[name]:g}"
+    field, op, bound, band, _ = TARGETS[name]
+    what = "CPU fork/stock" if field == "cpu_ratio" else "fork/stock"
+    return f"{what} {op} {bound:.2f}" + (f" (±{band:.0%})" if band else "")
+
+
+def target_lines(document: Mapping[str, object]) -> list[str]:
+    """One PASS/MISS line per result that has a target, with its measured figure."""
+    lines = []
+    entries = document.get("results")
+    for entry in entries if isinstance(entries, list) else []:
+        met = target_met(entry)
+        if met is None:
+            continue
+        name = str(entry.get("name"))
+        label = f"{name} {entry.get('variant') or ''}".strip()
+        if name == "creation-race":
+            figure = f"fork {entry.get('fork_failures')}/{entry.get('creators')} failed"
+        elif name in FORK_AT_MOST:
+            figure = f"fork {format_number(entry.get('fork'))}, stock {format_number(entry.get('stock'))}"
+        else:
+            field = TARGETS[name][0]
+            figure = f"{format_number(entry.get(field))}"
+            if field == "cpu_ratio":
+                figure = f"CPU {figure} (wall {format_number(entry.get('ratio'))})"
+        lines.append(
+            f"{'PASS' if met else 'MISS'}  {label}: {figure}; target {target_text(entry)}"
+        )
+    return lines
 
 
 def result_from_samples(
@@ -317,11 +418,81 @@ def test_set_throughput(request):
         json.dump(rates, f)
 """
 
+#: Per-set costs: thread CPU time per batch (its median is the figure), the
+#: process's user and system time over all batches, and markers for strace
+#: (a stat of a path that does not exist) around a counted stretch of sets.
+SET_COST_TEST = """\
+import json
+import os
+import resource
+import statistics
+import time
+
+
+def _mark(name):
+    try:
+        os.stat("/pytest-bench-marker/" + name)
+    except OSError:
+        pass
+
+
+def _measure(cache, variant, keys_of_batch, batches, size, counter):
+    value = {"answer": 42, "items": [1, 2, 3], "name": "bench", "count": 0}
+    cpu, wall = [], []
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for batch in range(batches):
+        keys = keys_of_batch(batch)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for key in keys:
+            counter[0] += 1
+            value["count"] = counter[0]  # A different value on every write.
+            cache.set(key, value)
+        cpu.append((time.thread_time() - c0) / size)
+        wall.append((time.perf_counter() - t0) / size)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    sets = batches * size
+    return {
+        "cpu_us": 1e6 * statistics.median(cpu),
+        "wall_us": 1e6 * statistics.median(wall),
+        "user_us": 1e6 * (r1.ru_utime - r0.ru_utime) / sets,
+        "sys_us": 1e6 * (r1.ru_stime - r0.ru_stime) / sets,
+    }
+
+
+def test_set_cost(request):
+    cache = request.config.cache
+    batches = int(os.environ["BENCH_SET_BATCHES"])
+    size = int(os.environ["BENCH_SET_BATCH"])
+    counter = [0]
+    cache.set("bench/value", 0)
+    cache.set("bench/new/warm-up", 0)
+    out = {}
+    _mark("start-overwrite")
+    out["overwrite"] = _measure(
+        cache, "overwrite", lambda b: ["bench/value"] * size, batches, size, counter
+    )
+    _mark("end-overwrite")
+    _mark("start-new-key")
+    out["new-key"] = _measure(
+        cache,
+        "new-key",
+        lambda b: ["bench/new/%d-%d" % (b, i) for i in range(size)],
+        batches,
+        size,
+        counter,
+    )
+    _mark("end-new-key")
+    out["sets"] = batches * size
+    with open(os.environ["BENCH_OUT"], "w") as f:
+        json.dump(out, f)
+"""
+
 #: Outermost wrappers around the hooks where the cache plugin reads (session
 #: start) and writes (session finish) lastfailed, and sweeps (unconfigure).
 LASTFAILED_CONFTEST = """\
 import json
 import os
+import resource
 import time
 
 import pytest
@@ -332,12 +503,14 @@ TIMES = {}
 def _timed(name):
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def hook(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return (yield)
         finally:
             TIMES[name] = TIMES.get(name, 0.0) + time.perf_counter() - start
+            TIMES[name + "_cpu"] = TIMES.get(name + "_cpu", 0.0) + time.process_time() - cpu
             if name == "unconfigure":
+                TIMES["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 with open(os.environ["BENCH_OUT"], "w") as f:
                     json.dump(TIMES, f)
 
@@ -444,6 +617,11 @@ def lastfailed_files() -> dict[str, str]:
     return {"conftest.py": LASTFAILED_CONFTEST, "test_lastfailed.py": test}
 
 
+def steady_files() -> dict[str, str]:
+    """The 2,000-test project without the conftest that sets a new value every session."""
+    return {f"test_suite_{i:02d}.py": suite_test_file(i) for i in range(SUITE_FILES)}
+
+
 def lastfailed_seed(entries: int = LASTFAILED_ENTRIES) -> dict[str, bool]:
     """What ``cache/lastfailed`` holds before the timed run: ``entries`` others plus ours."""
     seed = {
@@ -490,13 +668,14 @@ def run_pytest(
     *,
     cwd: Path,
     env: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Completed:
-    """Run ``python -m pytest args`` in ``cwd`` and time the whole process."""
+    """Run ``python -m pytest args`` in ``cwd`` (under ``prefix``, e.g. strace) and time it."""
     cpu = children_cpu()
     start = time.perf_counter()
     try:
         done = subprocess.run(
-            [str(python), "-m", "pytest", *args],
+            [*prefix, str(python), "-m", "pytest", *args],
             cwd=cwd,
             env=scenarios.child_env(env, write_bytecode=True),
             stdin=subprocess.DEVNULL,
@@ -572,7 +751,7 @@ class Bench:
         failed = len(SUITE_FAILING)
         results = []
         cpu: dict[str, dict[str, list[float]]] = {}
-        for workers in (None, 4):
+        for workers in (None, SUITE_WORKERS):
             xdist = [] if workers is None else ["-n", str(workers)]
             label = "1 process" if workers is None else f"-n {workers}"
             for lf in (False, True):
@@ -591,7 +770,7 @@ class Bench:
                         self._seed(env, project)
                     if not lf:
                         # Empty the cache but keep its directory: creating it
-                        # with -n 4 is the creation race, which stock 8.2.0 can
+                        # with -n 2 is the creation race, which stock 8.2.0 can
                         # lose (#12381) and which creation-race measures.
                         for sub in ("v", "d"):
                             shutil.rmtree(cachedir / sub, ignore_errors=True)
@@ -766,6 +945,325 @@ class Bench:
             for variant, samples in parts.items()
         ]
 
+    # ---------------------------------------------------------------- set-cost
+
+    def set_cost(self) -> list[Result]:
+        """CPU time and system calls per ``Cache.set``, tmpfs and disk, overwrite and new key."""
+        batches = self.settings.cost_batches
+        rounds = self.settings.set_rounds
+        figures: dict[str, dict[str, list[float]]] = {}
+        extra: dict[str, dict[str, dict[str, list[float]]]] = {}
+        with memory_place(self.workdir / "tmpfs") as memory:
+            places = {"disk": self.workdir / "set-cost-disk"}
+            if memory is None:
+                progress(
+                    "set-cost: no tmpfs (not root, no /dev/shm): tmpfs not measured"
+                )
+            else:
+                places["tmpfs"] = memory
+
+            def measure(env: str) -> float:
+                project = self.project(
+                    "set-cost", env, {"test_set_cost.py": SET_COST_TEST}
+                )
+                for place, root in places.items():
+                    data = self._set_cost_run(env, project, root / env, batches)
+                    for variant in ("overwrite", "new-key"):
+                        figure = data[variant]
+                        key = (
+                            f"{variant}, tmpfs"
+                            if place == "tmpfs"
+                            else f"{variant}, disk (user CPU)"
+                        )
+                        figures.setdefault(key, {FORK: [], STOCK: []})[env].append(
+                            figure["cpu_us"] if place == "tmpfs" else figure["user_us"]
+                        )
+                        side = extra.setdefault(key, {})
+                        for field in ("cpu_us", "wall_us", "user_us", "sys_us"):
+                            side.setdefault(field, {FORK: [], STOCK: []})[env].append(
+                                figure[field]
+                            )
+                return figures["overwrite, disk (user CPU)"][env][-1]
+
+            progress(
+                f"set-cost: {batches} x {SET_COST_BATCH} sets per process, variant and place"
+                f" ({', '.join(places)})"
+            )
+            alternate("set-cost overwrite, disk", rounds, measure, unit="us user CPU")
+            syscalls = self._set_syscalls(places, batches)
+        results = []
+        for key, samples in figures.items():
+            measured = {env: values[-rounds:] for env, values in samples.items()}
+            side = {
+                f"{env}_{field}": round(median(values[env][-rounds:]), 3)
+                for field, values in extra[key].items()
+                for env in ORDER
+            }
+            result = result_from_samples(
+                "set-cost",
+                "us/set",
+                measured,
+                variant=key,
+                sets=batches * SET_COST_BATCH,
+                **side,
+            )
+            if "disk" in key:
+                # User time is sampled at the scheduler's ticks: the mean of the
+                # rounds pools their samples (a median would keep one round's).
+                result.fork = statistics.mean(measured[FORK])
+                result.stock = statistics.mean(measured[STOCK])
+                result.extra["figure"] = (
+                    "mean of the rounds (user time is tick-sampled)"
+                )
+            results.append(result)
+        return results + syscalls
+
+    def _set_cost_run(
+        self,
+        env: str,
+        project: Path,
+        cachedir: Path,
+        batches: int,
+        *,
+        strace: Path | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """One pytest process of SET_COST_TEST with its cache dir at ``cachedir``."""
+        out = project / "cost.json"
+        extra = {
+            "BENCH_SET_BATCHES": str(batches),
+            "BENCH_SET_BATCH": str(SET_COST_BATCH),
+            "BENCH_OUT": str(out),
+        }
+        shutil.rmtree(cachedir, ignore_errors=True)
+        args = ["-q", "-p", "no:xdist", "-o", f"cache_dir={cachedir}"]
+        prefix = ["strace", "-f", "-qq", "-o", str(strace)] if strace else []
+        done = run_pytest(
+            self.pythons[env], args, cwd=project, env=extra, prefix=prefix
+        )
+        shutil.rmtree(cachedir, ignore_errors=True)
+        expect(done, returncode=0, summary=r"\b1 passed", what=f"set-cost ({env})")
+        data: dict[str, dict[str, float]] = json.loads(out.read_text(encoding="utf-8"))
+        return data
+
+    def _set_syscalls(self, places: Mapping[str, Path], batches: int) -> list[Result]:
+        """System calls per set, counted with strace between the test's markers."""
+        if shutil.which("strace") is None:
+            progress("set-syscalls: strace not found: system calls not measured")
+            return []
+        results = []
+        ops = max(1, SET_STRACE_OPS // SET_COST_BATCH)
+        for place, root in places.items():
+            counts: dict[str, dict[str, list[float]]] = {}
+            for env in ORDER:
+                project = self.project(
+                    "set-cost", env, {"test_set_cost.py": SET_COST_TEST}
+                )
+                trace = project / "strace.txt"
+                self._set_cost_run(env, project, root / env, ops, strace=trace)
+                text = trace.read_text(encoding="utf-8", errors="replace")
+                trace.unlink()
+                for variant in ("overwrite", "new-key"):
+                    calls = syscalls_between(text, f"start-{variant}", f"end-{variant}")
+                    counts.setdefault(variant, {FORK: [], STOCK: []})[env].append(
+                        calls / (ops * SET_COST_BATCH)
+                    )
+            for variant, samples in counts.items():
+                results.append(
+                    result_from_samples(
+                        "set-syscalls",
+                        "syscalls/set",
+                        samples,
+                        variant=f"{variant}, {place}",
+                        sets=ops * SET_COST_BATCH,
+                    )
+                )
+            progress(
+                f"set-syscalls {place}: "
+                + ", ".join(
+                    f"{v} fork {c[FORK][0]:.2f} stock {c[STOCK][0]:.2f}"
+                    for v, c in counts.items()
+                )
+            )
+        return results
+
+    # ---------------------------------------------------------------- steady-state-writes
+
+    def steady_state_writes(self) -> list[Result]:
+        """Files rewritten and bytes written in ``.pytest_cache`` by a session that changes nothing."""
+        files = steady_files()
+        strace = shutil.which("strace") is not None
+        rewritten: dict[str, list[float]] = {FORK: [], STOCK: []}
+        written: dict[str, list[float]] = {FORK: [], STOCK: []}
+        calls: dict[str, list[float]] = {FORK: [], STOCK: []}
+        progress(
+            "steady-state-writes: a third session of the 2,000-test project"
+            + ("" if strace else " (strace not found: write calls not counted)")
+        )
+        for env in ORDER:
+            project = self.project("steady", env, files)
+            cachedir = project / ".pytest_cache"
+            shutil.rmtree(cachedir, ignore_errors=True)
+            args = ["-q", "-p", "no:xdist"]
+            for _ in range(2):  # The first creates everything, the second settles.
+                run_pytest(self.pythons[env], args, cwd=project)
+            before = cache_snapshot(cachedir)
+            trace = project / "strace.txt"
+            prefix = [
+                "strace",
+                "-f",
+                "-qq",
+                "-e",
+                "trace=write,pwrite64,writev",
+                "-y",
+                "-o",
+                str(trace),
+            ]
+            done = run_pytest(
+                self.pythons[env], args, cwd=project, prefix=prefix if strace else []
+            )
+            expect(
+                done,
+                returncode=1,
+                summary=rf"\b{len(SUITE_FAILING)} failed",
+                what=f"steady-state-writes ({env})",
+            )
+            after = cache_snapshot(cachedir)
+            changed = [k for k, v in after.items() if before.get(k) != v]
+            rewritten[env].append(float(len(changed)))
+            written[env].append(float(sum(after[k][1] for k in changed)))
+            if strace:
+                count, _ = cache_writes(
+                    trace.read_text(encoding="utf-8", errors="replace")
+                )
+                calls[env].append(float(count))
+                trace.unlink()
+            progress(
+                f"steady-state-writes ({env}): {len(changed)} files rewritten"
+                + (f": {', '.join(sorted(changed))}" if changed else "")
+            )
+        results = [
+            result_from_samples(
+                "steady-state-writes", "files", rewritten, variant="files rewritten"
+            ),
+            result_from_samples(
+                "steady-state-writes", "bytes", written, variant="bytes written"
+            ),
+        ]
+        if strace:
+            results.append(
+                result_from_samples(
+                    "steady-state-writes",
+                    "calls",
+                    calls,
+                    variant="write calls to .pytest_cache (strace)",
+                )
+            )
+        return results
+
+    # ---------------------------------------------------------------- lastfailed-session-end
+
+    def lastfailed_session_end(self) -> list[Result]:
+        """Session end CPU time and peak memory for each size of lastfailed."""
+        results = []
+        for entries in LASTFAILED_SIZES:
+            seed = lastfailed_seed(entries)
+            expected = lastfailed_expected(seed)
+            seed_text = json.dumps(seed, ensure_ascii=False, indent=2)
+            rounds = self.settings.lastfailed_rounds
+            warmup = True
+            if entries >= LASTFAILED_BIG and self.settings is QUICK:
+                rounds, warmup = 1, False
+            parts: dict[str, dict[str, list[float]]] = {}
+
+            def measure(
+                env: str,
+                seed_text: str = seed_text,
+                expected: set[str] = expected,
+                parts: dict[str, dict[str, list[float]]] = parts,
+            ) -> float:
+                hooks = self._lastfailed_run(env, seed_text, expected)
+                figures = {
+                    "cpu": hooks["sessionfinish_cpu"] + hooks["unconfigure_cpu"],
+                    "wall": hooks["sessionfinish"] + hooks["unconfigure"],
+                    "rss": hooks["maxrss_kb"] / 1024,
+                }
+                for part, value in figures.items():
+                    parts.setdefault(part, {FORK: [], STOCK: []})[env].append(value)
+                return figures["cpu"]
+
+            label = f"{entries:,} entries"
+            progress(f"lastfailed-session-end: {label}")
+            alternate(
+                f"lastfailed-session-end {label}",
+                rounds,
+                measure,
+                unit="s CPU",
+                warmup=warmup,
+            )
+
+            def last(
+                part: str,
+                rounds: int = rounds,
+                parts: dict[str, dict[str, list[float]]] = parts,
+            ) -> dict[str, list[float]]:
+                return {env: v[-rounds:] for env, v in parts[part].items()}
+
+            wall = last("wall")
+            results.append(
+                result_from_samples(
+                    "lastfailed-session-end",
+                    "s CPU",
+                    last("cpu"),
+                    variant=label,
+                    entries=entries,
+                    fork_wall=round(median(wall[FORK]), 4),
+                    stock_wall=round(median(wall[STOCK]), 4),
+                )
+            )
+            results.append(
+                result_from_samples(
+                    "lastfailed-memory",
+                    "MB",
+                    last("rss"),
+                    variant=label,
+                    entries=entries,
+                )
+            )
+        return results
+
+    def _lastfailed_run(
+        self, env: str, seed_text: str, expected: set[str]
+    ) -> dict[str, float]:
+        """One run of the lastfailed project on ``seed_text``; the hook times it recorded."""
+        project = self.project("lastfailed", env, lastfailed_files())
+        cachedir = project / ".pytest_cache"
+        shutil.rmtree(cachedir, ignore_errors=True)
+        value = cachedir / "v" / "cache" / "lastfailed"
+        value.parent.mkdir(parents=True)
+        value.write_text(seed_text, encoding="utf-8")
+        out = project / "hooks.json"
+        out.unlink(missing_ok=True)
+        done = run_pytest(
+            self.pythons[env],
+            ["-q", "-p", "no:xdist"],
+            cwd=project,
+            env={"BENCH_OUT": str(out)},
+        )
+        failing = len(LASTFAILED_NOW_FAILING)
+        expect(
+            done,
+            returncode=1,
+            summary=rf"\b{failing} failed",
+            what=f"lastfailed ({env})",
+        )
+        stored = json.loads(value.read_text(encoding="utf-8"))
+        if set(stored) != expected:
+            raise BenchError(
+                f"lastfailed ({env}): {len(stored)} entries after the run, wanted {len(expected)}"
+            )
+        hooks: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
+        return hooks
+
     # ---------------------------------------------------------------- creation-race
 
     def creation_race(self) -> list[Result]:
@@ -927,6 +1425,106 @@ def judge_race(project: Path, codes: Sequence[int], *, launch: float) -> RaceOut
     return RaceOutcome(failures, median(firsts), median(mkdirs), leftovers, errors)
 
 
+@contextlib.contextmanager
+def memory_place(mountpoint: Path) -> Iterator[Path | None]:
+    """A tmpfs directory for the run: one mounted at ``mountpoint`` (root), else ``/dev/shm``.
+
+    The mount is private to the benchmark (other users of ``/dev/shm`` do not
+    disturb it) and unmounted afterwards; None where neither is possible.
+    """
+    mounted = False
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount"):
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                f"size={TMPFS_SIZE}",
+                "tmpfs",
+                str(mountpoint),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        mounted = done.returncode == 0
+        if not mounted:
+            progress(
+                f"could not mount a tmpfs ({done.stderr.decode().strip()}): using /dev/shm"
+            )
+    try:
+        if mounted:
+            yield mountpoint
+        else:
+            shm = memory_filesystem()
+            yield None if shm is None else shm / f"pytest-bench-{os.getpid()}"
+    finally:
+        if mounted:
+            subprocess.run(
+                ["umount", str(mountpoint)], capture_output=True, check=False
+            )
+        else:
+            shutil.rmtree(
+                Path("/dev/shm") / f"pytest-bench-{os.getpid()}", ignore_errors=True
+            )
+
+
+#: A line of ``strace -f`` output: optional pid, then the call's name.
+STRACE_CALL = re.compile(r"^(?:\d+\s+)?([a-z_0-9]+)\(")
+
+
+def syscalls_between(trace: str, start: str, end: str) -> int:
+    """System calls in an strace log between the marker stats ``start`` and ``end`` (exclusive)."""
+    inside = False
+    count = 0
+    for line in trace.splitlines():
+        if "/pytest-bench-marker/" in line:
+            if "/pytest-bench-marker/" + start + '"' in line:
+                inside, count = True, 0
+            elif inside and "/pytest-bench-marker/" + end + '"' in line:
+                return count
+            continue
+        if inside and STRACE_CALL.match(line) and "resumed>" not in line:
+            count += 1
+    raise BenchError(f"strace log without the markers {start}/{end}")
+
+
+#: A write call in ``strace -y`` output, on a descriptor of a file in ``.pytest_cache``.
+STRACE_CACHE_WRITE = re.compile(
+    r"^(?:\d+\s+)?(?:write|pwrite64|writev)\(\d+<[^>]*/\.pytest_cache/[^>]*>.*= (\d+)$"
+)
+
+
+def cache_writes(trace: str) -> tuple[int, int]:
+    """Write calls to files under ``.pytest_cache`` in an ``strace -y`` log, and their bytes."""
+    calls = written = 0
+    for line in trace.splitlines():
+        match = STRACE_CACHE_WRITE.match(line)
+        if match:
+            calls += 1
+            written += int(match.group(1))
+    return calls, written
+
+
+def cache_snapshot(cachedir: Path) -> dict[str, tuple[int, int, int]]:
+    """Inode, size and mtime of every file below ``cachedir``: a rewrite changes one of them."""
+    out = {}
+    for dirpath, _, filenames in os.walk(cachedir):
+        for name in filenames:
+            path = Path(dirpath, name)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            out[str(path.relative_to(cachedir))] = (
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+            )
+    return out
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -1012,15 +1610,7 @@ def format_table(document: Mapping[str, object]) -> str:
             fork += f" ({entry.get('fork_failures')}/{entry.get('creators')} failed)"
             stock += f" ({entry.get('stock_failures')}/{entry.get('creators')} failed)"
         met = target_met(entry)
-        op, bound, band = TARGETS.get(name, ("", 0.0, 0.0))
-        if name == "creation-race":
-            wanted = (
-                f"0 fork failures at {RACE_TARGET_WORKERS}" if met is not None else ""
-            )
-        else:
-            wanted = (
-                f"{op} {bound:.2f}" + (f" (±{band:.0%})" if band else "") if op else ""
-            )
+        wanted = target_text(entry)
         verdict = {True: "met", False: "MISSED", None: ""}[met]
         target = f"{wanted}: {verdict}" if wanted and verdict else ""
         ratio = format_number(entry.get("ratio"))
@@ -1182,8 +1772,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         action="append",
-        choices=NAMES,
-        help="run only this benchmark (repeatable)",
+        choices=RUNS,
+        help="run only this benchmark (repeatable; set-cost also counts syscalls)",
     )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the results as JSON"
@@ -1274,6 +1864,10 @@ def prepare_envs(
 def emit(document: Mapping[str, object], args: argparse.Namespace) -> None:
     """Print the table; write the JSON and the chart where asked."""
     print(format_table(document))
+    lines = target_lines(document)
+    if lines:
+        print("\nTargets (issue 12):")
+        print("\n".join(lines))
     if args.json and not args.from_json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
@@ -1302,13 +1896,16 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(pythons, scratch, settings)
         runners: dict[str, Callable[[], list[Result]]] = {
             "suite-run": bench.suite_run,
+            "set-cost": bench.set_cost,
             "set-throughput": bench.set_throughput,
+            "steady-state-writes": bench.steady_state_writes,
+            "lastfailed-session-end": bench.lastfailed_session_end,
             "lastfailed-100k": bench.lastfailed_100k,
             "creation-race": bench.creation_race,
         }
         results: list[Result] = []
         try:
-            for name in args.only or NAMES:
+            for name in args.only or RUNS:
                 results += runners[name]()
         finally:
             if args.workdir is None:

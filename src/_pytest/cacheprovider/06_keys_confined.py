@@ -14,21 +14,50 @@ and must stay inside their folder.  The base itself is normalized too, so a
 
 from __future__ import annotations
 
+import re
+
+
+# Resolved paths of (base, name), and normalized bases: every set and get of
+# a key resolves it again.
+_CONFINED: dict[tuple[str, str], Path] = {}
+_ROOTS: dict[str, str] = {}
+_CONFINED_MAX = 4096
+# Characters after which a name needs the full check: a leading separator
+# (absolute), a drive (``C:``), a ``.`` part (``..`` climbing out).
+_PLAIN_NAME = re.compile(r"[^/\\:.][^:]*")
+
 
 def _confined_path(base: Path, name: str) -> Path:
     """Join ``name`` onto ``base``, refusing a result outside ``base``.
 
     ``base / name`` discards ``base`` for an absolute (or drive-qualified)
     ``name`` and keeps ``..`` parts as they are; normalizing first catches
-    both, while a ``..`` that stays inside ``base`` remains allowed.
+    both, while a ``..`` that stays inside ``base`` remains allowed.  The
+    answer depends on the two strings alone (no filesystem access), so it is
+    remembered; a refused name is checked again every time.
     """
-    root = os.path.normpath(base)
-    path = os.path.normpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root:
-        raise ValueError(
-            f"{name!r} is not allowed to escape the cache directory ({root})"
-        )
-    return Path(path)
+    memo = (os.fspath(base), name)
+    try:
+        return _CONFINED[memo]
+    except KeyError:
+        pass
+    root = _ROOTS.get(memo[0])
+    if root is None:
+        root = _ROOTS[memo[0]] = os.path.normpath(memo[0])
+    if _PLAIN_NAME.fullmatch(name) and "/." not in name and "\\." not in name:
+        # Relative, no drive, no part starting with a dot: it cannot climb out.
+        path = os.path.join(root, name)
+    else:
+        path = os.path.normpath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) != root:
+            raise ValueError(
+                f"{name!r} is not allowed to escape the cache directory ({root})"
+            )
+    if len(_CONFINED) >= _CONFINED_MAX:
+        _CONFINED.clear()
+        _ROOTS.clear()
+    result = _CONFINED[memo] = Path(path)
+    return result
 
 
 class Cache:
