@@ -320,10 +320,16 @@ if KILL:
 """
 )
 
+#: A value of its own every run: a write of equal bytes may be skipped, and then
+#: there would be no write to kill.
 CRASH_TESTS = """\
+import os
+
+
 def test_sets_a_value(cache):
-    cache.set("scenario/crash", {"ok": True})
-    assert cache.get("scenario/crash", None) == {"ok": True}
+    value = {"ok": True, "pid": os.getpid()}
+    cache.set("scenario/crash", value)
+    assert cache.get("scenario/crash", None) == value
 """
 
 #: #6423. Session A signals it is completely done (its lastfailed written) only in

@@ -173,9 +173,9 @@ class TestSkipEqualWrites:
         cache.set("cache/big", changed)
         assert cache.get("cache/big", None) == changed
 
-    @pytest.mark.layer("skip-equal-writes")
-    def test_steady_state_session_writes_nothing(self, pytester: Pytester) -> None:
-        """Sessions that change nothing rewrote ``cache/nodeids`` and ``cache/stepwise`` each time."""
+    @staticmethod
+    def steady_state_changes(pytester: Pytester) -> list[str]:
+        """Files below the cache dir that a third session that changes nothing rewrote."""
         pytester.makepyfile(
             "import pytest\n"
             "@pytest.mark.parametrize('i', range(50))\n"
@@ -192,7 +192,24 @@ class TestSkipEqualWrites:
             passed=50
         )
         after = snapshot(cachedir)
-        rewritten = sorted(k for k in after if before.get(k) != after[k])
+        return sorted(k for k in after if before.get(k) != after[k])
+
+    @pytest.mark.layer("skip-equal-writes")
+    def test_steady_state_session_writes_no_value(self, pytester: Pytester) -> None:
+        """Sessions that change nothing rewrote ``cache/nodeids`` and ``cache/stepwise`` each time."""
+        rewritten = [
+            k for k in self.steady_state_changes(pytester) if k.startswith("v")
+        ]
         assert rewritten == [], (
             f"[skip-equal-writes] a session that changed nothing rewrote {rewritten}"
+        )
+
+    @pytest.mark.layer("no-idle-lock")
+    def test_steady_state_session_leaves_the_cache_untouched(
+        self, pytester: Pytester
+    ) -> None:
+        """Not even ``merge.lock``: nothing to merge takes no lock."""
+        rewritten = self.steady_state_changes(pytester)
+        assert rewritten == [], (
+            f"[no-idle-lock] a session that changed nothing touched {rewritten}"
         )

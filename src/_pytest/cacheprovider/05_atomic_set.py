@@ -32,6 +32,9 @@ _PATHLIB_OPEN = Path.open
 # Directories of values that this process created or found (see Cache.set).
 _MADE_DIRS: set[str] = set()
 _MADE_DIRS_MAX = 1024
+# Times set() makes a folder it made in this very call again when it vanished
+# before the write; the vanishing-parent layer raises it.
+_VANISHED_FOLDER_RETRIES = 0
 
 
 def _open_is_simulated() -> bool:
@@ -131,27 +134,32 @@ class Cache:
         """
         path = self._getvaluepath(key)
         directory = os.path.dirname(path)
-        if directory not in _MADE_DIRS:
-            try:
-                self._mkdir(path.parent)
-            except OSError as exc:
-                self.warn(f"could not create cache path {path}: {exc}", _ispytest=True)
-                return
-            if len(_MADE_DIRS) >= _MADE_DIRS_MAX:
-                _MADE_DIRS.clear()
-            _MADE_DIRS.add(directory)
-        try:
-            try:
-                self._store(key, path, value)
-            except FileNotFoundError:
-                # ENOENT: the directory was removed since this process made it
-                # (--cache-clear elsewhere, rm -rf): make it again, once.
-                _MADE_DIRS.discard(directory)
-                self._mkdir(path.parent)
+        # A folder only remembered as made may have gone since (--cache-clear
+        # elsewhere, rm -rf): then it is made again, once.
+        retries = _VANISHED_FOLDER_RETRIES + (directory in _MADE_DIRS)
+        while True:
+            if directory not in _MADE_DIRS:
+                try:
+                    self._mkdir(path.parent)
+                except OSError as exc:
+                    self.warn(
+                        f"could not create cache path {path}: {exc}", _ispytest=True
+                    )
+                    return
+                if len(_MADE_DIRS) >= _MADE_DIRS_MAX:
+                    _MADE_DIRS.clear()
                 _MADE_DIRS.add(directory)
+            try:
                 self._store(key, path, value)
-        except OSError as exc:
-            self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
+            except FileNotFoundError as exc:  # ENOENT: the folder went meanwhile.
+                _MADE_DIRS.discard(directory)
+                if retries > 0:
+                    retries -= 1
+                    continue
+                self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
+            except OSError as exc:
+                self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
+            return
 
     def _store(self, key: str, path: Path, value: object) -> None:
         """Write ``value`` as the content of ``path``, atomically."""

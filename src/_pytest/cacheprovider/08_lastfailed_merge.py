@@ -145,9 +145,14 @@ class Cache:
         self._lockfile = cachedir / "merge.lock"
         # Per key, the value file's signature before this session first read it.
         self._first_seen: dict[str, tuple[int, int, int, int] | None] = {}
+        # Per key, its confined path (a session asks for the same keys again).
+        self._value_paths: dict[str, Path] = {}
 
     def _getvaluepath(self, key: str) -> Path:
-        path = _confined_path(self._cachedir / self._CACHE_PREFIX_VALUES, key)
+        path = self._value_paths.get(key)
+        if path is None:
+            path = _confined_path(self._cachedir / self._CACHE_PREFIX_VALUES, key)
+            self._value_paths[key] = path
         if key not in self._first_seen:
             # Taken before the caller reads: if the signature is the same when a
             # merge writes, nobody rewrote the file since (compare-and-swap).
@@ -180,9 +185,10 @@ class LFPlugin:
         # Writing lastfailed at the end merges only this session's changes.
         assert self.config.cache is not None
         self._lastfailed_ran: set[str] = set()
+        self._lastfailed_at_start = dict(self.lastfailed)
         self.config.cache._merge_policies["cache/lastfailed"] = functools.partial(
             _merge_lastfailed,
-            at_start=dict(self.lastfailed),
+            at_start=self._lastfailed_at_start,
             ran=self._lastfailed_ran,
         )
 

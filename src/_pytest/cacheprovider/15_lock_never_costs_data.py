@@ -20,6 +20,7 @@ holder is not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import stat
 
 
@@ -149,7 +150,17 @@ class Cache:
         merge = self._merge_policies.get(key)
         if merge is None:
             _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
-            return
+        else:
+            self._merge_store(key, path, value, merge)
+
+    def _merge_store(
+        self,
+        key: str,
+        path: Path,
+        value: object,
+        merge: Callable[[object, object], object],
+    ) -> None:
+        """Merge ``value`` into what is on disk and write it, under the lock if it can be had."""
         patience = getattr(self, "_lock_patience", _LOCK_PATIENCE)
         with _locked(self._lockfile, patience=patience) as unlocked:
             unchanged = _signature(path) == self._first_seen.get(key, False)

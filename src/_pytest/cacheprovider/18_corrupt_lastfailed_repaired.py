@@ -51,10 +51,15 @@ class LFPlugin:
         cache = config.cache
         assert cache is not None
         current = {str(nodeid): failed for nodeid, failed in self.lastfailed.items()}
-        saved = cache.get("cache/lastfailed", _NO_VALUE)
-        corrupt = saved is _NO_VALUE and _holds_invalid_json(
-            cache._getvaluepath("cache/lastfailed")
-        )
+        path = cache._getvaluepath("cache/lastfailed")
+        at_start = getattr(self, "_lastfailed_at_start", None)
+        if at_start and _signature(path) == cache._first_seen.get("cache/lastfailed"):
+            # Nobody rewrote it since this session read it: no need to parse it
+            # again (a corrupt one read as empty, so it is never taken from here).
+            saved = {str(nodeid): failed for nodeid, failed in at_start.items()}
+        else:
+            saved = cache.get("cache/lastfailed", _NO_VALUE)
+        corrupt = saved is _NO_VALUE and _holds_invalid_json(path)
         if saved is _NO_VALUE:
             saved = {}  # As upstream reads a missing or invalid value.
         if saved != current:
