@@ -1194,7 +1194,10 @@ def _platform_skip(node: cst.CSTNode, used_code: str) -> list[str]:
         return []
     for api, condition, reason in PLATFORM_SKIPS:
         if re.search(rf"\b{api}\b", used_code):
-            return [f'pytest.mark.skipif({condition}, reason="{reason}")']
+            one_line = f'pytest.mark.skipif({condition}, reason="{reason}")'
+            if len(one_line) < 88:  # With its "@", as ruff format would keep it.
+                return [one_line]
+            return [f'pytest.mark.skipif(\n    {condition},\n    reason="{reason}",\n)']
     return []
 
 

@@ -33,10 +33,12 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import traceback
 import typing
+from typing import Any
 from typing import Literal
 
 
@@ -729,8 +731,13 @@ def start_pytest(
         "SCENARIO_KILLED_EXIT": str(KILLED_EXIT),
     }
     extra.update(env or {})
-    # Popen's umask argument is Python 3.9+; the tests also run on 3.8.
-    set_umask = None if umask < 0 else functools.partial(os.umask, umask)
+    # Popen's umask argument is Python 3.9+; the tests also run on 3.8, where
+    # the child sets it itself before exec (os.umask alone: fork-safe).
+    umask_kwargs: dict[str, Any] = (
+        {"umask": umask}
+        if sys.version_info >= (3, 9)
+        else {"preexec_fn": None if umask < 0 else functools.partial(os.umask, umask)}
+    )
     with log.open("wb") as out:
         popen = subprocess.Popen(
             [str(ctx.python), "-m", "pytest", "-rfE", *args],
@@ -740,7 +747,7 @@ def start_pytest(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=set_umask,  # noqa: PLW1509  (os.umask alone: fork-safe)
+            **umask_kwargs,
         )
     return _Started(label, popen, log)
 
@@ -1295,6 +1302,6 @@ def run_scenario(
         return scenario.runner(ctx)
     except ScenarioError as exc:
         return Outcome("error", f"harness: {exc}")
-    except Exception as exc:  # noqa: BLE001  (a harness bug is "error", never "bad")
+    except Exception as exc:  # A harness bug is "error", never "bad".
         traceback.print_exc()
         return Outcome("error", f"harness crashed: {type(exc).__name__}: {exc}")
