@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO_ROOT / "backend"))
 
 import libcst as cst  # noqa: E402
 
+from envs import DROP_DAC  # noqa: E402
 import layers  # noqa: E402
 import overlay_backend  # noqa: E402
 import overlay_merge  # noqa: E402
@@ -113,13 +114,8 @@ LINT_TIMEOUT = 600.0
 TEST_TIMEOUT = 1800.0
 #: Lines of a failing command's output shown in the report.
 OUTPUT_TAIL = 60
-#: Run upstream's tests with the DAC capabilities dropped when root, so its
-#: permission tests run instead of skipping (``chmod`` does not bind root).
-DROP_DAC = (
-    "setpriv",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--bounding-set=-dac_override,-dac_read_search",
-)
+# Upstream's tests run with the DAC capabilities dropped when root (envs.DROP_DAC),
+# so its permission tests run instead of skipping (``chmod`` does not bind root).
 #: Environment variables that would change how the checks run.
 SCRUBBED_ENV = (
     "PYTEST_ADDOPTS",
@@ -1058,13 +1054,14 @@ SERIES_TEST_FILE = "testing/test_cacheprovider.py"
 SERIES_UPSTREAM_TESTS = ("testing/test_cacheprovider.py", "testing/test_stepwise.py")
 SERIES_BRANCH_TEMPLATE = "cache-series-{ref}/{number:02d}-{fix}"
 #: Our test-only helper modules, and what the export puts in their place.
-HARNESS_MODULES = frozenset({"race_harness"})
+HARNESS_MODULES = frozenset({"race_harness", "envs"})
 #: Modules of ours that tests import whole (``import scenarios``): the export adds
 #: the file to upstream's ``testing/`` under the second name and imports it so.
 SUPPORT_MODULES: dict[str, tuple[str, str]] = {
     "scenarios": ("scripts/scenarios.py", "cache_race_scenarios"),
 }
 LOCAL_HELPERS: dict[str, str] = {
+    "DROP_DAC": "\nDROP_DAC = (\n" + "".join(f'    "{a}",\n' for a in DROP_DAC) + ")\n",
     "require": '''
 def require(condition: object, message: str) -> None:
     """Fail without a verdict when the interleaving a test needs could not be forced."""

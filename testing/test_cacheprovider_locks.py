@@ -30,13 +30,13 @@ from _pytest.pytester import RunResult
 import pytest
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from envs import DROP_DAC
+
+
 RUN_TIMEOUT = 240.0
 WAIT = 60.0
-DROP_DAC = (
-    "setpriv",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--bounding-set=-dac_override,-dac_read_search",
-)
 # How a run turns warnings into errors: on the command line, or as pytest's own ini does.
 WARNINGS_AS_ERRORS = ["-W error", "filterwarnings = error"]
 
