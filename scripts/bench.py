@@ -895,40 +895,14 @@ class Bench:
         parts: dict[str, dict[str, list[float]]] = {}
 
         def measure(env: str) -> float:
-            project = self.project("lastfailed", env, lastfailed_files())
-            cachedir = project / ".pytest_cache"
-            shutil.rmtree(cachedir, ignore_errors=True)
-            value = cachedir / "v" / "cache" / "lastfailed"
-            value.parent.mkdir(parents=True)
-            value.write_text(seed_text, encoding="utf-8")
-            out = project / "hooks.json"
-            out.unlink(missing_ok=True)
-            done = run_pytest(
-                self.pythons[env],
-                ["-q", "-p", "no:xdist"],
-                cwd=project,
-                env={"BENCH_OUT": str(out)},
-            )
-            failing = len(LASTFAILED_NOW_FAILING)
-            expect(
-                done,
-                returncode=1,
-                summary=rf"\b{failing} failed",
-                what=f"lastfailed-100k ({env})",
-            )
-            stored = json.loads(value.read_text(encoding="utf-8"))
-            if set(stored) != expected:
-                raise BenchError(
-                    f"lastfailed-100k ({env}): {len(stored)} entries after the run, wanted {len(expected)}"
-                )
-            hooks: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
+            hooks, seconds = self._lastfailed_run(env, seed_text, expected)
             figures = {
                 "session-end": hooks["sessionfinish"] + hooks["unconfigure"],
                 "session-start": hooks["sessionstart"],
-                "whole-process": done.seconds,
+                "whole-process": seconds,
             }
-            for variant, seconds in figures.items():
-                parts.setdefault(variant, {FORK: [], STOCK: []})[env].append(seconds)
+            for variant, figure in figures.items():
+                parts.setdefault(variant, {FORK: [], STOCK: []})[env].append(figure)
             return figures["session-end"]
 
         progress(f"lastfailed-100k: {len(seed):,} entries on disk")
@@ -1181,7 +1155,7 @@ class Bench:
                 expected: set[str] = expected,
                 parts: dict[str, dict[str, list[float]]] = parts,
             ) -> float:
-                hooks = self._lastfailed_run(env, seed_text, expected)
+                hooks, _ = self._lastfailed_run(env, seed_text, expected)
                 figures = {
                     "cpu": hooks["sessionfinish_cpu"] + hooks["unconfigure_cpu"],
                     "wall": hooks["sessionfinish"] + hooks["unconfigure"],
@@ -1233,8 +1207,9 @@ class Bench:
 
     def _lastfailed_run(
         self, env: str, seed_text: str, expected: set[str]
-    ) -> dict[str, float]:
-        """One run of the lastfailed project on ``seed_text``; the hook times it recorded."""
+    ) -> tuple[dict[str, float], float]:
+        """One run of the lastfailed project on ``seed_text``: the hook times it recorded
+        and the whole process's seconds."""
         project = self.project("lastfailed", env, lastfailed_files())
         cachedir = project / ".pytest_cache"
         shutil.rmtree(cachedir, ignore_errors=True)
@@ -1262,7 +1237,7 @@ class Bench:
                 f"lastfailed ({env}): {len(stored)} entries after the run, wanted {len(expected)}"
             )
         hooks: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
-        return hooks
+        return hooks, done.seconds
 
     # ---------------------------------------------------------------- creation-race
 

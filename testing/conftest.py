@@ -1,8 +1,16 @@
-"""Options of our test suite: ``--layer FIX`` runs only the tests that guard one layer."""
+"""Options and shared fixtures of our test suite: ``--layer FIX`` runs only the tests
+that guard one layer; ``clone`` is a fresh clone of this checkout."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+import subprocess
+
 import pytest
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,3 +37,17 @@ def pytest_collection_modifyitems(
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+@pytest.fixture(scope="session")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh clone of this checkout's committed state, as a new user gets it."""
+    if not (ROOT / ".git").exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run from a git checkout")
+        pytest.skip("not a git checkout")
+    target = tmp_path_factory.mktemp("clone") / "repo"
+    subprocess.run(
+        ["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120
+    )
+    return target

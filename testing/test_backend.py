@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 import hashlib
 import json
-import os
 from pathlib import Path
 import subprocess
 import sys
@@ -359,20 +358,6 @@ def test_minimal_fork_passes_the_12381_regression_test(
     assert regression_test in run.stdout and "\n1 passed" in run.stdout, (
         run.stdout + run.stderr
     )
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh clone of this checkout's committed state, as a new user gets it."""
-    if not (ROOT / ".git").exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI must run from a git checkout")
-        pytest.skip("not a git checkout")
-    target = tmp_path_factory.mktemp("clone") / "repo"
-    subprocess.run(
-        ["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120
-    )
-    return target
 
 
 def user_venv(path: Path) -> Path:

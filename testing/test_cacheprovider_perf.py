@@ -34,26 +34,6 @@ def snapshot(cachedir: Path) -> dict[str, tuple[int, int, int]]:
 
 
 class TestLowLevelWrite:
-    def test_failing_write_keeps_the_old_value_and_warns(
-        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        cache = pytester.parseconfigure().cache
-        assert cache is not None
-        cache.set("plugin/value", "old")
-
-        def write(fd: int, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        with monkeypatch.context() as m:
-            m.setattr(os, "write", write)
-            with pytest.warns(
-                pytest.PytestCacheWarning,
-                match="cache could not write path .*No space left",
-            ):
-                cache.set("plugin/value", "new")
-        assert cache.get("plugin/value", None) == "old"
-        assert private_entries(cache._cachedir) == []
-
     def test_reader_during_the_write_sees_the_old_value(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -230,19 +230,20 @@ class TestPermissions:
 
 
 class TestAtomicWrite:
-    def test_replace_failure_removes_the_temp_file_and_warns(
-        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("step", ["write", "replace"])
+    def test_failing_step_keeps_the_old_value_removes_the_temp_file_and_warns(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, step: str
     ) -> None:
         config = pytester.parseconfigure()
         cache = config.cache
         assert cache is not None
         cache.set("plugin/value", "old")
 
-        def replace(src: object, dst: object) -> None:
+        def full(*args: object) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with monkeypatch.context() as m:
-            m.setattr(os, "replace", replace)
+            m.setattr(os, step, full)
             with pytest.warns(
                 pytest.PytestCacheWarning,
                 match="cache could not write path .*No space left",

@@ -86,20 +86,6 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh clone of this checkout's committed state, as a new user gets it."""
-    if not (ROOT / ".git").exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI must run from a git checkout")
-        pytest.skip("not a git checkout")
-    target = tmp_path_factory.mktemp("clone") / "repo"
-    subprocess.run(
-        ["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120
-    )
-    return target
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("base", "version"), OLDEST, ids=[f"{b}-py{v}" for b, v in OLDEST]
