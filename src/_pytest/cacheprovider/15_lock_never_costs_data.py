@@ -159,13 +159,20 @@ class Cache:
         path: Path,
         value: object,
         merge: Callable[[object, object], object],
+        data: str | None = None,
     ) -> None:
-        """Merge ``value`` into what is on disk and write it, under the lock if it can be had."""
+        """Merge ``value`` into what is on disk and write it, under the lock if it can be had.
+
+        ``data``, if given, is ``value`` serialized already: written as it is
+        when the merge keeps ``value`` (nobody else wrote meanwhile).
+        """
         patience = getattr(self, "_lock_patience", _LOCK_PATIENCE)
         with _locked(self._lockfile, patience=patience) as unlocked:
             unchanged = _signature(path) == self._first_seen.get(key, False)
-            value = merge(_UNCHANGED if unchanged else self.get(key, None), value)
-            _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
+            merged = merge(_UNCHANGED if unchanged else self.get(key, None), value)
+            if merged is not value or data is None:
+                data = json.dumps(merged, ensure_ascii=False, indent=2)
+            _write_atomic(path, data)
         if unlocked is not None:
             self._lock_patience = 0.0
             self._note_unlocked(key, f"{self._lockfile}: {unlocked}")

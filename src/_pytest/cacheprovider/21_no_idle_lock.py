@@ -29,4 +29,4 @@ class Cache:
         if merge is None:
             _write_atomic(path, data)
         elif not _holds(path, data.encode("UTF-8")):
-            self._merge_store(key, path, value, merge)
+            self._merge_store(key, path, value, merge, data)
