@@ -56,7 +56,9 @@ class LFPlugin:
         if at_start and _signature(path) == cache._first_seen.get("cache/lastfailed"):
             # Nobody rewrote it since this session read it: no need to parse it
             # again (a corrupt one read as empty, so it is never taken from here).
-            saved = {str(nodeid): failed for nodeid, failed in at_start.items()}
+            # pytest 9.2 keys lastfailed by NodeId; earlier releases by str already.
+            plain = type(next(iter(at_start))) is str
+            saved = at_start if plain else {str(k): v for k, v in at_start.items()}
         else:
             saved = cache.get("cache/lastfailed", _NO_VALUE)
         corrupt = saved is _NO_VALUE and _holds_invalid_json(path)
