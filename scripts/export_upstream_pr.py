@@ -1267,6 +1267,13 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
                     )
                     for m in kept
                 ):
+                    # The first member kept starts the body: no blank line above it.
+                    first = kept[0]
+                    if isinstance(first, (cst.FunctionDef, cst.SimpleStatementLine)):
+                        leading = list(first.leading_lines)
+                        while leading and leading[0].comment is None:
+                            leading.pop(0)
+                        kept[0] = first.with_changes(leading_lines=leading)
                     cls = node.with_changes(body=node.body.with_changes(body=kept))
                     selected[name] = _without_layer_marks(cls)
         if not selected:
