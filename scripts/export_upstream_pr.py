@@ -923,6 +923,29 @@ def _run_mypy(mypy: Path, work: Path, changed_py: Sequence[str]) -> str:
     return output.strip().splitlines()[-1]
 
 
+def _require_installed(python: Path, tree: Path, module: bytes, what: str) -> Path:
+    """The private venv imports ``_pytest`` from itself, and its module is ``module``;
+    returns where it imports the module from."""
+    probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
+    location = Path(
+        run_check([str(python), "-c", probe], cwd=tree, timeout=LINT_TIMEOUT).strip()
+    )
+    if tree.resolve() in location.resolve().parents:
+        raise ExportError(
+            f"_pytest imports from the checkout ({location}), not from the private venv"
+        )
+    if location.read_bytes() != module:
+        raise ExportError(f"the installed {location} is not {what}")
+    return location
+
+
+def _dropping_dac() -> bool:
+    """Whether the tests run as root without DAC capabilities (see envs.DROP_DAC)."""
+    return bool(
+        hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0])
+    )
+
+
 def _run_tests(command: Sequence[str], checkout: Path) -> str:
     return summary_line(run_check(command, cwd=checkout, timeout=TEST_TIMEOUT))
 
@@ -1003,21 +1026,10 @@ def run_checks(
     else:
         check("mypy", lambda: _run_mypy(mypy, work, changed_py))
 
-    probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
-    location = Path(
-        run_check(
-            [str(python), "-c", probe], cwd=checkout, timeout=LINT_TIMEOUT
-        ).strip()
+    location = _require_installed(
+        python, checkout, export.files[MODULE_PATH], "the exported module"
     )
-    if checkout.resolve() in location.resolve().parents:
-        raise ExportError(
-            f"_pytest imports from the checkout ({location}), not from the private venv"
-        )
-    if location.read_bytes() != export.files[MODULE_PATH]:
-        raise ExportError(f"the installed {location} is not the exported module")
-    drop_dac = (
-        hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0])
-    )
+    drop_dac = _dropping_dac()
     for label, files in (("upstream", UPSTREAM_TESTS), ("exported", export.tests)):
         command = [
             *(DROP_DAC if drop_dac else ()),
@@ -1763,21 +1775,10 @@ class SeriesChecks:
             results.append("mypy: SKIPPED (not installable, not on PATH)")
         else:
             check("mypy", lambda: _run_mypy(mypy, branch_work, changed_py))
-        probe = "import _pytest.cacheprovider as m, sys; sys.stdout.write(m.__file__)"
-        location = Path(
-            run_check(
-                [str(self.python), "-c", probe], cwd=tree, timeout=LINT_TIMEOUT
-            ).strip()
+        _require_installed(
+            self.python, tree, item.files[MODULE_PATH], f"{item.branch}'s module"
         )
-        if tree.resolve() in location.resolve().parents:
-            raise ExportError(
-                f"_pytest imports from {location}, not from the private venv"
-            )
-        if location.read_bytes() != item.files[MODULE_PATH]:
-            raise ExportError(f"the installed {location} is not {item.branch}'s module")
-        drop_dac = (
-            hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(DROP_DAC[0])
-        )
+        drop_dac = _dropping_dac()
         ids = [f"{SERIES_TEST_FILE}::{t}" for t in item.tests]
 
         def pytest_command(label: str, *args: str) -> list[str]:
