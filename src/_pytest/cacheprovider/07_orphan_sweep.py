@@ -112,6 +112,31 @@ def _iter_private_entries(
                     pending.append(Path(entry.path))
 
 
+def _left_for_later(error: OSError) -> bool:
+    """Whether the sweep leaves an entry alone after ``error`` instead of raising it.
+
+    ENOENT: another process removed it first; EACCES, EPERM, EROFS, EBUSY:
+    a read-only or foreign cache, not ours to remove.
+    """
+    return error.errno == errno.ENOENT or error.errno in _NOT_OURS_ERRNOS
+
+
+def _sweep_entry(
+    entry: os.DirEntry[str], *, consider_orphaned_if_older_than: float
+) -> bool:
+    """Remove the private entry ``entry`` if it is an orphan; return whether it did."""
+    try:
+        if _is_orphan(
+            entry, consider_orphaned_if_older_than=consider_orphaned_if_older_than
+        ):
+            _discard(Path(entry.path), warn=False)
+            return True
+    except OSError as e:
+        if not _left_for_later(e):
+            raise
+    return False
+
+
 def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) -> int:
     """Remove private entries abandoned by killed processes; return how many.
 
@@ -119,8 +144,8 @@ def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) ->
     in it (claimed remains of ``--cache-clear``) and below ``v/`` (value
     files being written).  Live entries are never touched (see
     :func:`_is_orphan`), symlinks are not followed, the number of entries
-    looked at is bounded, and an entry another process removes first, or
-    that we may not remove, is left alone.
+    looked at is bounded (see :func:`_iter_private_entries`), and each entry
+    is judged and removed by :func:`_sweep_entry`.
     """
     removed = 0
     for directory, recursive in (
@@ -129,17 +154,9 @@ def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) ->
         (cachedir / Cache._CACHE_PREFIX_VALUES, True),
     ):
         for entry in _iter_private_entries(directory, recursive=recursive):
-            try:
-                if _is_orphan(
-                    entry,
-                    consider_orphaned_if_older_than=consider_orphaned_if_older_than,
-                ):
-                    _discard(Path(entry.path), warn=False)
-                    removed += 1
-            except OSError as e:
-                # ENOENT: removed meanwhile by another process.
-                if e.errno != errno.ENOENT and e.errno not in _NOT_OURS_ERRNOS:
-                    raise
+            removed += _sweep_entry(
+                entry, consider_orphaned_if_older_than=consider_orphaned_if_older_than
+            )
     return removed
 
 

@@ -4,7 +4,7 @@ Fix: best-effort-sweep
 Bug: -
 Affects: the fork's orphan sweep (layer orphan-sweep); no upstream release sweeps
 Needs: orphan-sweep
-Replaces: _iter_private_entries, _sweep_orphans
+Replaces: _iter_private_entries, _left_for_later
 
 The sweep is housekeeping that stock pytest does not do, so it must never
 fail a run that stock finishes: a directory it cannot list (a path longer
@@ -82,35 +82,11 @@ def _iter_private_entries(
                 pending.append(Path(entry.path))
 
 
-def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) -> int:
-    """Remove private entries abandoned by killed processes; return how many.
+def _left_for_later(error: OSError) -> bool:
+    """Every error leaves the entry for a later session: the sweep is best effort.
 
-    It looks beside the cache dir (directories of unpublished cache dirs),
-    in it (claimed remains of ``--cache-clear``) and below ``v/`` (value
-    files being written); see :func:`_iter_private_entries` for the bound.
-    Live entries are never touched (see :func:`_is_orphan`), symlinks are
-    not followed.
-
-    Best effort: the sweep runs at session end and stock pytest does no such
-    thing, so no error is raised and nothing is warned.  An entry another
-    process removed first (ENOENT), that we may not remove (EACCES, EPERM,
-    EROFS, EBUSY) or that fails in any other way is left alone; a later
-    session tries again.
+    It runs at session end and stock pytest does no such thing, so nothing
+    it meets may raise or warn: besides ENOENT and the permission errors,
+    EIO, ELOOP, EOVERFLOW or anything else only mean "not now".
     """
-    removed = 0
-    for directory, recursive in (
-        (cachedir.parent, False),
-        (cachedir, False),
-        (cachedir / Cache._CACHE_PREFIX_VALUES, True),
-    ):
-        for entry in _iter_private_entries(directory, recursive=recursive):
-            try:
-                if _is_orphan(
-                    entry,
-                    consider_orphaned_if_older_than=consider_orphaned_if_older_than,
-                ):
-                    _discard(Path(entry.path), warn=False)
-                    removed += 1
-            except OSError:
-                continue
-    return removed
+    return True
