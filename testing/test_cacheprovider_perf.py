@@ -8,7 +8,9 @@ when it already holds the value.
 
 from __future__ import annotations
 
+import enum
 import errno
+import json
 import os
 from pathlib import Path
 import shutil
@@ -192,4 +194,111 @@ class TestSkipEqualWrites:
         rewritten = self.steady_state_changes(pytester)
         assert rewritten == [], (
             f"[no-idle-lock] a session that changed nothing touched {rewritten}"
+        )
+
+
+class _Color(enum.IntEnum):
+    RED = 1
+
+
+class _Name(str):
+    pass
+
+
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Values a plugin may set, each written by json.dumps(indent=2) as upstream does.
+JSON_VALUES = [
+    0,
+    -1.5,
+    "é\n",
+    None,
+    True,
+    [],
+    {},
+    [[], {}],
+    {"answer": 42, "items": [1, 2, 3], "name": "bench"},
+    {f"t.py::test_{i}": True for i in range(50)},
+    {"t.py::a": True, "t.py::b": False},
+    [f"t.py::test_{i}" for i in range(50)],
+    ['quote"d', "back\\slash", "tab\t", "ünï", "\u2028"] * 4,
+    {
+        'q"': True,
+        "x": True,
+        "y": True,
+        "z": True,
+        "w": True,
+        "v": True,
+        "u": True,
+        "t": True,
+        "s": True,
+    },
+    [float("nan"), float("inf"), -float("inf"), 1e300, -0.0, 10**30] * 2,
+    {3: "int key", None: "null key", True: "bool key", 2.5: "float key"},
+    (1, ("a", (True,))),
+    {"enum": [_Color.RED] * 9, "str subclass": [_Name("x")] * 9},
+    {
+        _Name("key"): True,
+        "other": True,
+        "a": True,
+        "b": True,
+        "c": True,
+        "d": True,
+        "e": True,
+        "f": True,
+        "g": True,
+    },
+    _nested(40),
+    {"deep": {"er": {"est": [{"a": [1, {"b": None}]}]}}},
+]
+
+
+class TestFastJson:
+    @pytest.mark.parametrize("value", JSON_VALUES, ids=range(len(JSON_VALUES)))
+    def test_value_file_holds_what_json_dumps_writes(
+        self, pytester: Pytester, value: object
+    ) -> None:
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("plugin/value", value)
+        written = cache._getvaluepath("plugin/value").read_bytes()
+        assert written == json.dumps(value, ensure_ascii=False, indent=2).encode()
+
+    def test_values_json_cannot_encode_fail_as_before(self, pytester: Pytester) -> None:
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cycle: list[object] = []
+        cycle.append(cycle)
+        with pytest.raises(ValueError, match="Circular reference"):
+            cache.set("plugin/value", cycle)
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            cache.set("plugin/value", {"a": object()})
+        with pytest.raises(TypeError, match="keys must be"):
+            cache.set("plugin/value", {("a",): 1})
+
+    @pytest.mark.layer("fast-json")
+    def test_plain_values_skip_the_pure_python_encoder(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """lastfailed, nodeids and small plugin values never run ``json``'s Python loop."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        calls: list[object] = []
+        real = json.encoder._make_iterencode  # type: ignore[attr-defined]
+
+        def counting(*args: object, **kwargs: object) -> object:
+            calls.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(json.encoder, "_make_iterencode", counting)
+        cache.set("cache/lastfailed", {f"t.py::test_{i}": True for i in range(1000)})
+        cache.set("cache/nodeids", [f"t.py::test_{i}" for i in range(1000)])
+        cache.set("plugin/value", {"answer": 42, "items": [1, 2, 3], "name": "x"})
+        assert calls == [], (
+            f"[fast-json] the pure-Python indenting encoder ran {len(calls)} times"
         )

@@ -18,6 +18,7 @@ orphan sweep (a later layer) relies on.
 
 from __future__ import annotations
 
+import random
 import shutil
 
 
@@ -34,10 +35,16 @@ CACHEDIR_FILES: dict[str, bytes] = {
 }
 
 
+def _private_leaf() -> str:
+    """A fresh private file name, carrying our pid for the sweep."""
+    # random, not secrets or os.urandom: pytest has imported it already, and
+    # the name needs to be unlikely, not unguessable (creation is O_EXCL).
+    return f"{_PRIVATE_PREFIX}{os.getpid()}-{random.getrandbits(32):08x}"
+
+
 def _private_name(directory: Path) -> Path:
-    """A fresh private name in ``directory``, carrying our pid for the sweep."""
-    # os.urandom, not secrets: importing secrets costs every pytest start ~3 ms.
-    return directory / f"{_PRIVATE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+    """A fresh private name in ``directory`` (see :func:`_private_leaf`)."""
+    return directory / _private_leaf()
 
 
 def _make_private_dir(parent: Path) -> Path:

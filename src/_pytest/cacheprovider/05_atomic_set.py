@@ -48,7 +48,7 @@ def _open_is_simulated() -> bool:
     return Path.open is not _PATHLIB_OPEN
 
 
-def _replace_file(source: Path, target: Path) -> None:
+def _replace_file(source: str, target: str) -> None:
     """``os.replace``, retried while a Windows reader holds ``target`` open.
 
     Windows refuses to replace a file another process has open (EACCES); the
@@ -66,14 +66,14 @@ def _replace_file(source: Path, target: Path) -> None:
     os.replace(source, target)  # Last attempt (or only one): errors propagate.
 
 
-def _write_new_bytes(path: Path, raw: bytes) -> None:
+def _write_new_bytes(path: str, raw: bytes) -> None:
     """Create the file ``path``, which must not exist, holding ``raw``.
 
     Plain ``open`` permissions (0o666 filtered by the umask).  Write and
     close errors propagate (ENOSPC, EDQUOT, EIO on a network filesystem).
     """
     if _open_is_simulated():
-        with path.open("xb") as f:
+        with Path(path).open("xb") as f:
             f.write(raw)
         return
     fd = os.open(path, _NEW_FILE_FLAGS, 0o666)
@@ -82,24 +82,55 @@ def _write_new_bytes(path: Path, raw: bytes) -> None:
         while written < len(raw):  # A short write: go on until an error says why.
             more = os.write(fd, memoryview(raw)[written:])
             if not more:
-                raise OSError(errno.EIO, "the file takes no more bytes", str(path))
+                raise OSError(errno.EIO, "the file takes no more bytes", path)
             written += more
     finally:
         os.close(fd)
 
 
-def _publish_bytes(path: Path, raw: bytes) -> None:
+def _discard_private_file(private: str) -> None:
+    """Remove a private file of ours that will not be published."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(private)
+
+
+def _write_private_sibling(target: str, raw: bytes) -> str:
+    """Write ``raw`` to a new private file beside ``target``; return its name.
+
+    On failure nothing of it is left behind.
+    """
+    directory = os.path.dirname(target)
+    for _ in range(_UNIQUE_NAME_ATTEMPTS):
+        private = os.path.join(directory, _private_leaf())
+        try:
+            _write_new_bytes(private, raw)
+        except FileExistsError:  # EEXIST (from the O_EXCL open): not ours, draw again.
+            continue
+        except BaseException:
+            _discard_private_file(private)
+            raise
+        return private
+    raise FileExistsError(
+        errno.EEXIST,
+        f"no unused private name after {_UNIQUE_NAME_ATTEMPTS} attempts",
+        directory,
+    )
+
+
+def _publish_bytes(path: Path | str, raw: bytes) -> None:
     """Replace the content of ``path`` with ``raw`` in one step (see :func:`_write_atomic`)."""
-    private = _private_name(path.parent)
-    done = False
+    target = os.fspath(path)
+    private = _write_private_sibling(target, raw)
     try:
-        _write_new_bytes(private, raw)
-        _replace_file(private, path)
-        done = True
-    finally:
-        if not done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(private)
+        _replace_file(private, target)
+    except BaseException:
+        _discard_private_file(private)
+        raise
+
+
+def _dumps(value: object) -> str:
+    """The text of a value file: indented JSON that keeps non-ASCII characters."""
+    return json.dumps(value, ensure_ascii=False, indent=2)
 
 
 def _write_atomic(path: Path, data: str) -> None:
@@ -163,4 +194,4 @@ class Cache:
 
     def _store(self, key: str, path: Path, value: object) -> None:
         """Write ``value`` as the content of ``path``, atomically."""
-        _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
+        _write_atomic(path, _dumps(value))

@@ -81,6 +81,9 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+# The keys that get a merge policy (see LFPlugin and NFPlugin below); only
+# their first signature is needed, other keys are never stat'ed for it.
+_MERGED_KEYS = frozenset({"cache/lastfailed", "cache/nodeids"})
 # Passed to a merge policy instead of the value on disk when the file has not been
 # rewritten since this session first read it (see Cache._getvaluepath).
 _UNCHANGED = object()
@@ -147,13 +150,14 @@ class Cache:
         self._first_seen: dict[str, tuple[int, int, int, int] | None] = {}
         # Per key, its confined path (a session asks for the same keys again).
         self._value_paths: dict[str, Path] = {}
+        self._values_dir = cachedir / self._CACHE_PREFIX_VALUES
 
     def _getvaluepath(self, key: str) -> Path:
         path = self._value_paths.get(key)
         if path is None:
-            path = _confined_path(self._cachedir / self._CACHE_PREFIX_VALUES, key)
+            path = _confined_path(self._values_dir, key)
             self._value_paths[key] = path
-        if key not in self._first_seen:
+        if key in _MERGED_KEYS and key not in self._first_seen:
             # Taken before the caller reads: if the signature is the same when a
             # merge writes, nobody rewrote the file since (compare-and-swap).
             self._first_seen[key] = _signature(path)
@@ -167,7 +171,7 @@ class Cache:
         """
         merge = self._merge_policies.get(key)
         if merge is None:
-            _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
+            _write_atomic(path, _dumps(value))
             return
         with _locked(self._lockfile) as locked:
             if not locked:
@@ -177,7 +181,7 @@ class Cache:
                 )
             unchanged = _signature(path) == self._first_seen.get(key, False)
             value = merge(_UNCHANGED if unchanged else self.get(key, None), value)
-            _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
+            _write_atomic(path, _dumps(value))
 
 
 class LFPlugin:

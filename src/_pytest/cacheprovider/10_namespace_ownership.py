@@ -4,7 +4,7 @@ Fix: namespace-ownership
 Bug: -
 Affects: the fork's orphan sweep (layer orphan-sweep); no upstream release sweeps
 Needs: permissions, orphan-sweep
-Replaces: _private_name, _is_orphan
+Replaces: _private_leaf, _is_orphan
 
 A checkout shared by a devcontainer and its host, by two containers, or by
 two machines over NFS is seen by processes whose pids mean nothing to each
@@ -17,6 +17,8 @@ kernel, so the private name now says which one it comes from.
 
 from __future__ import annotations
 
+import hashlib
+
 
 # Stands for "owner unknown" in a private name: where no id can be computed,
 # entries are only ever swept by age.  A real id is longer, so never equal.
@@ -24,6 +26,19 @@ _NO_OWNER_ID = "x"
 # The start of this process's private names, "<prefix><owner id>-<pid>-": made on
 # first use and forgotten in a forked child (see _forget_own_name_start).
 _own_name_start: str | None = None
+
+
+# Hex digits written as the letters a-p (see _owner_id).
+_HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+
+
+def _read_small(path: str) -> bytes:
+    """The first bytes of a small file, without the layers of a file object."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 256)
+    finally:
+        os.close(fd)
 
 
 def _owner_id() -> str:
@@ -39,8 +54,7 @@ def _owner_id() -> str:
     is written in the letters a-p only, so nothing takes it for a pid.
     """
     try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-            boot_id = f.read().strip()
+        boot_id = _read_small("/proc/sys/kernel/random/boot_id").strip()
         if os.readlink("/proc/self") != str(os.getpid()):
             return _NO_OWNER_ID
         pid_namespace = os.readlink("/proc/self/ns/pid").encode()
@@ -50,10 +64,9 @@ def _owner_id() -> str:
         return _NO_OWNER_ID
     if not boot_id:
         return _NO_OWNER_ID
-    import hashlib
-
-    digest = hashlib.sha256(b"\0".join((boot_id, pid_namespace, host))).hexdigest()
-    return digest[:10].translate(str.maketrans("0123456789abcdef", "abcdefghijklmnop"))
+    # blake2b: hashlib's own, where sha256's first use initializes OpenSSL (~50 us).
+    digest = hashlib.blake2b(b"\0".join((boot_id, pid_namespace, host)), digest_size=5)
+    return digest.hexdigest().translate(_HEX_TO_LETTERS)
 
 
 def _forget_own_name_start() -> None:
@@ -80,16 +93,15 @@ def _register_fork_handler() -> bool:
 _FORGETS_AFTER_FORK = _register_fork_handler()
 
 
-def _private_name(directory: Path) -> Path:
-    """A fresh private name in ``directory``: ``<prefix><owner id>-<pid>-<token>``.
+def _private_leaf() -> str:
+    """A fresh private file name: ``<prefix><owner id>-<pid>-<token>``.
 
     The owner id (see :func:`_owner_id`) and the pid tell the sweep whether
     the entry's creator can be proven dead (see :func:`_is_orphan`).  The
     start of the name is computed once per process.
     """
-    # os.urandom, not secrets: importing secrets costs every pytest start ~3 ms.
     start = _own_name_start or _new_own_name_start()
-    return directory / f"{start}{os.urandom(4).hex()}"
+    return f"{start}{random.getrandbits(32):08x}"
 
 
 # Longer than any pid a kernel hands out (Linux: at most 2**22): not a pid of ours.

@@ -149,7 +149,7 @@ class Cache:
         """
         merge = self._merge_policies.get(key)
         if merge is None:
-            _write_atomic(path, json.dumps(value, ensure_ascii=False, indent=2))
+            _write_atomic(path, _dumps(value))
         else:
             self._merge_store(key, path, value, merge)
 
@@ -171,7 +171,7 @@ class Cache:
             unchanged = _signature(path) == self._first_seen.get(key, False)
             merged = merge(_UNCHANGED if unchanged else self.get(key, None), value)
             if merged is not value or data is None:
-                data = json.dumps(merged, ensure_ascii=False, indent=2)
+                data = _dumps(merged)
             _write_atomic(path, data)
         if unlocked is not None:
             self._lock_patience = 0.0

@@ -50,13 +50,15 @@ class LFPlugin:
             return
         cache = config.cache
         assert cache is not None
-        current = {str(nodeid): failed for nodeid, failed in self.lastfailed.items()}
+        current = self.lastfailed
+        if current and type(next(iter(current))) is not str:
+            # pytest 9.2 keys lastfailed by NodeId; earlier releases by str already.
+            current = {str(nodeid): failed for nodeid, failed in current.items()}
         path = cache._getvaluepath("cache/lastfailed")
         at_start = getattr(self, "_lastfailed_at_start", None)
         if at_start and _signature(path) == cache._first_seen.get("cache/lastfailed"):
             # Nobody rewrote it since this session read it: no need to parse it
             # again (a corrupt one read as empty, so it is never taken from here).
-            # pytest 9.2 keys lastfailed by NodeId; earlier releases by str already.
             plain = type(next(iter(at_start))) is str
             saved = at_start if plain else {str(k): v for k, v in at_start.items()}
         else:

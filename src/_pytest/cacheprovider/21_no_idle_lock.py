@@ -25,7 +25,7 @@ class Cache:
         alone, unlocked.
         """
         merge = self._merge_policies.get(key)
-        data = json.dumps(value, ensure_ascii=False, indent=2)
+        data = _dumps(value)
         if merge is None:
             _write_atomic(path, data)
         elif not _holds(path, data.encode("UTF-8")):
