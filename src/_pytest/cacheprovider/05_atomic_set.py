@@ -133,7 +133,7 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def _write_atomic(path: Path, data: str) -> None:
+def _write_atomic(path: Path | str, data: str) -> None:
     """Replace the content of ``path`` with ``data`` in one step.
 
     Concurrency invariant: a reader in any process sees the previous complete
@@ -163,7 +163,7 @@ class Cache:
             Anything the :mod:`json` module can encode: basic types and
             nested lists and dicts of them.
         """
-        path = self._getvaluepath(key)
+        path = self._value_file(key)
         directory = os.path.dirname(path)
         # A folder only remembered as made may have gone since (--cache-clear
         # elsewhere, rm -rf): then it is made again, once.
@@ -171,7 +171,7 @@ class Cache:
         while True:
             if directory not in _MADE_DIRS:
                 try:
-                    self._mkdir(path.parent)
+                    self._mkdir(Path(directory))
                 except OSError as exc:
                     self.warn(
                         f"could not create cache path {path}: {exc}", _ispytest=True
@@ -192,6 +192,10 @@ class Cache:
                 self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
             return
 
-    def _store(self, key: str, path: Path, value: object) -> None:
+    def _value_file(self, key: str) -> str:
+        """The name of the file holding ``key``'s value: what ``set`` writes to."""
+        return os.fspath(self._getvaluepath(key))
+
+    def _store(self, key: str, path: str, value: object) -> None:
         """Write ``value`` as the content of ``path``, atomically."""
         _write_atomic(path, _dumps(value))

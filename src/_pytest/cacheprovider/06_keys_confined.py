@@ -27,37 +27,44 @@ _CONFINED_MAX = 4096
 _PLAIN_NAME = re.compile(r"[^/\\:.][^:]*")
 
 
-def _confined_path(base: Path, name: str) -> Path:
+def _confined_name(base: str, name: str) -> str:
     """Join ``name`` onto ``base``, refusing a result outside ``base``.
 
     ``base / name`` discards ``base`` for an absolute (or drive-qualified)
     ``name`` and keeps ``..`` parts as they are; normalizing first catches
-    both, while a ``..`` that stays inside ``base`` remains allowed.  The
-    answer depends on the two strings alone (no filesystem access), so it is
-    remembered; a refused name is checked again every time.
+    both, while a ``..`` that stays inside ``base`` remains allowed.
+    """
+    root = _ROOTS.get(base)
+    if root is None:
+        root = _ROOTS[base] = os.path.normpath(base)
+    if _PLAIN_NAME.fullmatch(name) and "/." not in name and "\\." not in name:
+        # Relative, no drive, no part starting with a dot: it cannot climb out.
+        return os.path.join(root, name)
+    path = os.path.normpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(
+            f"{name!r} is not allowed to escape the cache directory ({root})"
+        )
+    return path
+
+
+def _confined_path(base: Path, name: str) -> Path:
+    """:func:`_confined_name` as a path.
+
+    The answer depends on the two strings alone (no filesystem access), so it
+    is remembered; a refused name is checked again every time.
     """
     memo = (os.fspath(base), name)
     try:
         return _CONFINED[memo]
     except KeyError:
         pass
-    root = _ROOTS.get(memo[0])
-    if root is None:
-        root = _ROOTS[memo[0]] = os.path.normpath(memo[0])
-    if _PLAIN_NAME.fullmatch(name) and "/." not in name and "\\." not in name:
-        # Relative, no drive, no part starting with a dot: it cannot climb out.
-        path = os.path.join(root, name)
-    else:
-        path = os.path.normpath(os.path.join(root, name))
-        if os.path.commonpath([root, path]) != root:
-            raise ValueError(
-                f"{name!r} is not allowed to escape the cache directory ({root})"
-            )
+    path = Path(_confined_name(memo[0], name))
     if len(_CONFINED) >= _CONFINED_MAX:
         _CONFINED.clear()
         _ROOTS.clear()
-    result = _CONFINED[memo] = Path(path)
-    return result
+    _CONFINED[memo] = path
+    return path
 
 
 class Cache:

@@ -4,7 +4,7 @@ Fix: lastfailed-merge
 Bug: #6423 (closed upstream: "a concurrent cache should be a separate plugin")
 Affects: every release
 Needs: atomic-set, keys-confined
-Replaces: Cache.__init__, Cache._getvaluepath, Cache._store
+Replaces: Cache.__init__, Cache._value_file, Cache._getvaluepath, Cache._store
 
 Each session reads ``cache/lastfailed`` when it starts and writes its whole
 view when it ends, so of two overlapping sessions (IDE and terminal, tox
@@ -89,10 +89,10 @@ _MERGED_KEYS = frozenset({"cache/lastfailed", "cache/nodeids"})
 _UNCHANGED = object()
 
 
-def _signature(path: Path) -> tuple[int, int, int, int] | None:
+def _signature(path: Path | str) -> tuple[int, int, int, int] | None:
     """Identity of the file at ``path``; every write of a value (a rename) changes it."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -148,22 +148,33 @@ class Cache:
         self._lockfile = cachedir / "merge.lock"
         # Per key, the value file's signature before this session first read it.
         self._first_seen: dict[str, tuple[int, int, int, int] | None] = {}
-        # Per key, its confined path (a session asks for the same keys again).
+        # Per key, its confined file name and path (a session asks for the same
+        # keys again); bounded, as plugins may use any number of keys.
+        self._value_files: dict[str, str] = {}
         self._value_paths: dict[str, Path] = {}
-        self._values_dir = cachedir / self._CACHE_PREFIX_VALUES
+        self._values_dir = os.fspath(cachedir / self._CACHE_PREFIX_VALUES)
+
+    def _value_file(self, key: str) -> str:
+        name = self._value_files.get(key)
+        if name is None:
+            if len(self._value_files) >= _CONFINED_MAX:
+                self._value_files.clear()
+            name = self._value_files[key] = _confined_name(self._values_dir, key)
+        return name
 
     def _getvaluepath(self, key: str) -> Path:
         path = self._value_paths.get(key)
         if path is None:
-            path = _confined_path(self._values_dir, key)
-            self._value_paths[key] = path
+            if len(self._value_paths) >= _CONFINED_MAX:
+                self._value_paths.clear()
+            path = self._value_paths[key] = Path(self._value_file(key))
         if key in _MERGED_KEYS and key not in self._first_seen:
             # Taken before the caller reads: if the signature is the same when a
             # merge writes, nobody rewrote the file since (compare-and-swap).
             self._first_seen[key] = _signature(path)
         return path
 
-    def _store(self, key: str, path: Path, value: object) -> None:
+    def _store(self, key: str, path: str, value: object) -> None:
         """Write ``value`` atomically; keys with a merge policy merge with the disk first.
 
         Those keys are read, merged and written under the cache lock, so that

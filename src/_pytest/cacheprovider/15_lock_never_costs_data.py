@@ -139,7 +139,7 @@ def _locked(lockfile: Path, *, patience: float) -> Iterator[str | None]:
 
 
 class Cache:
-    def _store(self, key: str, path: Path, value: object) -> None:
+    def _store(self, key: str, path: str, value: object) -> None:
         """Write ``value`` atomically; keys with a merge policy merge with the disk first.
 
         Those keys are read, merged and written under the cache lock, so that
@@ -156,7 +156,7 @@ class Cache:
     def _merge_store(
         self,
         key: str,
-        path: Path,
+        path: str,
         value: object,
         merge: Callable[[object, object], object],
         data: str | None = None,

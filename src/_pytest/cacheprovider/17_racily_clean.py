@@ -39,7 +39,7 @@ _FINE_RACY_WINDOW_NS = 100_000_000
 _DIGEST_CHUNK = 1 << 20
 
 
-def _content_digest(path: Path) -> int | None:
+def _content_digest(path: Path | str) -> int | None:
     """A 64-bit digest of the file's content, or None if it cannot be read."""
     digest = hashlib.blake2b(digest_size=8)
     try:
@@ -71,7 +71,7 @@ def _racy_window_ns(st: os.stat_result) -> int:
     )
 
 
-def _signature(path: Path) -> tuple[int, int, int, int] | None:
+def _signature(path: Path | str) -> tuple[int, int, int, int] | None:
     """Identity of the file at ``path``; equal only if its content did not change.
 
     A file changed less than its racy window ago (or stamped in the future)
@@ -80,7 +80,7 @@ def _signature(path: Path) -> tuple[int, int, int, int] | None:
     otherwise look identical.
     """
     try:
-        st = path.stat()
+        st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _racy_window_ns(st):

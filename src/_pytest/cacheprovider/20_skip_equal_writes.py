@@ -28,7 +28,7 @@ _LAST_BYTES: dict[str, int] = {}
 _LAST_BYTES_MAX = 4096
 
 
-def _holds(path: Path, raw: bytes) -> bool:
+def _holds(path: Path | str, raw: bytes) -> bool:
     """Whether the file at ``path`` holds exactly ``raw`` (False when it cannot be read).
 
     The file is read in bounded chunks and compared in place, so a large
@@ -38,7 +38,7 @@ def _holds(path: Path, raw: bytes) -> bool:
     """
     if _open_is_simulated():
         try:
-            with path.open("rb") as f:
+            with Path(path).open("rb") as f:
                 return f.read(len(raw) + 1) == raw
         except OSError:  # Whatever the simulated I/O raises: then write.
             return False
@@ -80,7 +80,7 @@ def _differs_for_sure(name: str, raw: bytes) -> bool:
     return known != hash(raw)
 
 
-def _write_atomic(path: Path, data: str) -> None:
+def _write_atomic(path: Path | str, data: str) -> None:
     """Replace the content of ``path`` with ``data`` in one step, unless it holds it already.
 
     Concurrency invariant: as for the plain atomic write, a reader sees a

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 
 class Cache:
-    def _store(self, key: str, path: Path, value: object) -> None:
+    def _store(self, key: str, path: str, value: object) -> None:
         """Write ``value`` atomically; keys with a merge policy merge with the disk first.
 
         A merged key whose file already holds these exact bytes is left
