@@ -486,15 +486,15 @@ class TestLocking:
             seen.append(on_disk)
             return ours
 
-        cache.set("cache/nodeids", [1])
+        cache.set("cache/nodeids", ["t.py::1"])
         other = pytester.parseconfigure().cache  # Another session, in effect.
         assert other is not None
-        assert other.get("cache/nodeids", None) == [1]
+        assert other.get("cache/nodeids", None) == ["t.py::1"]
         other._merge_policies["cache/nodeids"] = policy
-        other.set("cache/nodeids", [2])
-        cache.set("cache/nodeids", [3])  # Rewritten behind the other's back...
-        other.set("cache/nodeids", [4])  # ...so this merge must read it again.
-        assert seen == [cacheprovider._UNCHANGED, [3]]
+        other.set("cache/nodeids", ["t.py::2"])
+        cache.set("cache/nodeids", ["t.py::3"])  # Rewritten behind the other's back...
+        other.set("cache/nodeids", ["t.py::4"])  # ...so this merge must read it again.
+        assert seen == [cacheprovider._UNCHANGED, ["t.py::3"]]
 
     def test_merge_of_a_key_never_signed_reads_the_disk(
         self, pytester: Pytester
