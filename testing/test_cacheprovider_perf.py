@@ -197,12 +197,9 @@ class TestSkipEqualWrites:
         )
 
 
-class _Color(enum.IntEnum):
-    RED = 1
-
-
-class _Name(str):
-    pass
+# A subclass of int and one of str: the exact-type fast paths must leave them alone.
+_COLOR = enum.IntEnum("_COLOR", "RED")
+_NAME = type("_NAME", (str,), {})
 
 
 def _nested(depth: int) -> list[object]:
@@ -241,9 +238,9 @@ JSON_VALUES = [
     [float("nan"), float("inf"), -float("inf"), 1e300, -0.0, 10**30] * 2,
     {3: "int key", None: "null key", True: "bool key", 2.5: "float key"},
     (1, ("a", (True,))),
-    {"enum": [_Color.RED] * 9, "str subclass": [_Name("x")] * 9},
+    {"enum": [_COLOR.RED] * 9, "str subclass": [_NAME("x")] * 9},
     {
-        _Name("key"): True,
+        _NAME("key"): True,
         "other": True,
         "a": True,
         "b": True,

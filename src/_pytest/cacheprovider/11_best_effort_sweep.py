@@ -33,10 +33,8 @@ def _listing(directory: Path) -> list[os.DirEntry[str]]:
 
 
 def _random_below(n: int) -> int:
-    """A random integer in ``[0, n)`` (0 for ``n <= 1``), without importing ``random``."""
-    if n <= 1:
-        return 0
-    return int.from_bytes(os.urandom(4), "little") % n
+    """A random integer in ``[0, n)`` (0 for ``n <= 1``)."""
+    return random.randrange(n) if n > 1 else 0
 
 
 def _iter_private_entries(
