@@ -256,33 +256,15 @@ JSON_VALUES = [
 
 
 class TestFastJson:
-    @pytest.mark.parametrize("value", JSON_VALUES, ids=range(len(JSON_VALUES)))
-    def test_value_file_holds_what_json_dumps_writes(
-        self, pytester: Pytester, value: object
-    ) -> None:
-        cache = pytester.parseconfigure().cache
-        assert cache is not None
-        cache.set("plugin/value", value)
-        written = cache._getvaluepath("plugin/value").read_bytes()
-        assert written == json.dumps(value, ensure_ascii=False, indent=2).encode()
-
-    def test_values_json_cannot_encode_fail_as_before(self, pytester: Pytester) -> None:
-        cache = pytester.parseconfigure().cache
-        assert cache is not None
-        cycle: list[object] = []
-        cycle.append(cycle)
-        with pytest.raises(ValueError, match="Circular reference"):
-            cache.set("plugin/value", cycle)
-        with pytest.raises(TypeError, match="not JSON serializable"):
-            cache.set("plugin/value", {"a": object()})
-        with pytest.raises(TypeError, match="keys must be"):
-            cache.set("plugin/value", {("a",): 1})
-
     @pytest.mark.layer("fast-json")
-    def test_plain_values_skip_the_pure_python_encoder(
+    def test_values_are_json_dumps_text_without_its_python_loop(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """lastfailed, nodeids and small plugin values never run ``json``'s Python loop."""
+        """Value files hold exactly what ``json.dumps(indent=2)`` writes, and errors are its own.
+
+        lastfailed, nodeids and small plugin values are written without
+        ``json``'s pure-Python indenting loop.
+        """
         cache = pytester.parseconfigure().cache
         assert cache is not None
         calls: list[object] = []
@@ -292,10 +274,26 @@ class TestFastJson:
             calls.append(args)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(json.encoder, "_make_iterencode", counting)
-        cache.set("cache/lastfailed", {f"t.py::test_{i}": True for i in range(1000)})
-        cache.set("cache/nodeids", [f"t.py::test_{i}" for i in range(1000)])
-        cache.set("plugin/value", {"answer": 42, "items": [1, 2, 3], "name": "x"})
+        with monkeypatch.context() as m:
+            m.setattr(json.encoder, "_make_iterencode", counting)
+            cache.set(
+                "cache/lastfailed", {f"t.py::test_{i}": True for i in range(1000)}
+            )
+            cache.set("cache/nodeids", [f"t.py::test_{i}" for i in range(1000)])
+            cache.set("plugin/value", {"answer": 42, "items": [1, 2, 3], "name": "x"})
+        for i, value in enumerate(JSON_VALUES):
+            cache.set(f"plugin/value{i}", value)
+            written = cache._getvaluepath(f"plugin/value{i}").read_bytes()
+            expected = json.dumps(value, ensure_ascii=False, indent=2)
+            assert written == expected.encode(), f"value {i}: {value!r}"
+        cycle: list[object] = []
+        cycle.append(cycle)
+        with pytest.raises(ValueError, match="Circular reference"):
+            cache.set("plugin/value", cycle)
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            cache.set("plugin/value", {"a": object()})
+        with pytest.raises(TypeError, match="keys must be"):
+            cache.set("plugin/value", {("a",): 1})
         assert calls == [], (
             f"[fast-json] the pure-Python indenting encoder ran {len(calls)} times"
         )

@@ -81,9 +81,6 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-# The keys that get a merge policy (see LFPlugin and NFPlugin below); only
-# their first signature is needed, other keys are never stat'ed for it.
-_MERGED_KEYS = frozenset({"cache/lastfailed", "cache/nodeids"})
 # Passed to a merge policy instead of the value on disk when the file has not been
 # rewritten since this session first read it (see Cache._getvaluepath).
 _UNCHANGED = object()
@@ -168,7 +165,7 @@ class Cache:
             if len(self._value_paths) >= _CONFINED_MAX:
                 self._value_paths.clear()
             path = self._value_paths[key] = Path(self._value_file(key))
-        if key in _MERGED_KEYS and key not in self._first_seen:
+        if key not in self._first_seen:
             # Taken before the caller reads: if the signature is the same when a
             # merge writes, nobody rewrote the file since (compare-and-swap).
             self._first_seen[key] = _signature(path)
