@@ -315,7 +315,13 @@ def target_lines(document: Mapping[str, object]) -> list[str]:
             field = TARGETS[name][0]
             figure = f"{format_number(entry.get(field))}"
             if field == "cpu_ratio":
-                figure = f"CPU {figure} (wall {format_number(entry.get('ratio'))})"
+                figure = f"CPU {figure} (wall {format_number(entry.get('ratio'))}"
+                spread = entry.get("ratio_range")
+                if isinstance(spread, list) and len(spread) == 2:
+                    # The rounds' own wall ratios: how far one pair moves by itself.
+                    low, high = (format_number(v) for v in spread)
+                    figure += f"; rounds {low}-{high}"
+                figure += ")"
         lines.append(
             f"{'PASS' if met else 'MISS'}  {label}: {figure}; target {target_text(entry)}"
         )
