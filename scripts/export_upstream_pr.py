@@ -17,16 +17,19 @@ Steps, each of which stops the export with a non-zero exit when it fails:
    trying the nearest tag (``git describe``) first.  When none fits, name the
    definitions that diverged: the overlay must be adapted, because merging it
    anyway would silently revert upstream's changes to them.
-2. Build one commit off the ref without touching the work tree (a temporary git
-   index): the module merged by the build's own ``overlay_backend.merged_module``,
-   our exportable regression tests (``EXPORTED_TESTS``) in upstream's
-   ``testing/``, our ``changelog/<issue>.<type>.rst`` fragments, and a message
-   shaped like upstream's (summary, why, test plan, ``closes #NNNN``).  Check
-   that it touches only ``ALLOWED_PATHS``, then create the branch and check it out.
+2. Build the series of commits, one per layer (see ``plan_series``), without
+   touching the work tree (a temporary git index): the module as the build merges
+   layers 1..k, the tests marked for those layers merged into upstream's
+   ``testing/test_cacheprovider.py``, their changelog fragments.  By default the
+   series is squashed into one commit off the ref, with one message in upstream's
+   shape (summary, why, each fix, test plan, ``closes #NNNN``); with ``--series``
+   each layer becomes a branch of its own, stacked.  Check that they touch only
+   ``ALLOWED_PATHS``, then create the branches.
 3. Unless ``--skip-checks``: upstream's ruff (the version its pre-commit pins,
    with its config) on the changed files, mypy (likewise) on them, and upstream's
-   ``testing/test_cacheprovider.py`` plus the exported tests against the commit
-   installed into a private venv.  Then print the diffstat and the branch name.
+   ``testing/test_cacheprovider.py`` and ``testing/test_stepwise.py`` plus the
+   exported tests against each commit installed into a private venv.  Then print
+   what each branch changes and how its checks went.
 """
 
 from __future__ import annotations
@@ -70,16 +73,6 @@ MODULE_PATH = "src/_pytest/cacheprovider.py"
 #: Our overlay: one layer per fix (``backend/layers.py``).
 LAYERS_PATH = "src/_pytest/cacheprovider"
 BASES_PATH = "backend/bases.json"
-#: Our test files that are self-contained tests meant for upstream (they import
-#: only ``_pytest``/``pytest``), and their path in upstream's ``testing/``.  Their
-#: names are kept: they refer to each other.  Every other file of ours stays here.
-EXPORTED_TESTS: dict[str, str] = {
-    "testing/test_cacheprovider_races.py": "testing/test_cacheprovider_races.py",
-    "testing/test_cacheprovider_units.py": "testing/test_cacheprovider_units.py",
-    "testing/test_cacheprovider_bad_input.py": "testing/test_cacheprovider_bad_input.py",
-}
-#: Upstream's own tests of the module, run with the exported ones.
-UPSTREAM_TESTS = ("testing/test_cacheprovider.py",)
 #: What the exported diff may touch: exact paths, then folder prefixes.
 ALLOWED_PATHS = (MODULE_PATH, "AUTHORS")
 ALLOWED_PREFIXES = ("testing/", "changelog/")
@@ -127,6 +120,8 @@ SCRUBBED_ENV = (
 
 #: Commit message body width, as git's own tools assume.
 MESSAGE_WIDTH = 72
+#: The issue lines of a series commit, gathered for the squashed one.
+ISSUE_TRAILER = re.compile(r"^(closes|refs|related:) #\d+$")
 COMMIT_SUMMARY = "cacheprovider: make the cache safe for concurrent processes"
 
 COMMIT_WHY = """\
@@ -148,28 +143,6 @@ disk under a lock; and a later session sweeps private entries left by a killed
 process.  `Cache.set` still only warns and `Cache.get` still returns the default
 on unreadable data."""
 
-COMMIT_TEMPLATE = """\
-{summary}
-
-{why}
-
-Changelog:
-{changes}
-
-Test plan:
-{test_plan}
-
-{closes}
-"""
-
-TEST_PLAN_TEMPLATE = """\
-Regression tests, deterministic and without sleeps: a failing filesystem call is
-simulated by patching it (rename, replace), and the real races between xdist
-workers or concurrent sessions are forced with bounded file barriers:
-{tests}
-
-    python -m pytest {test_files}
-    ruff check / ruff format --check on the changed files, mypy {module}"""
 
 NO_BASE_ADVICE = """\
 Nothing was exported: merging the overlay into this code would silently revert
@@ -221,21 +194,6 @@ class BaseChoice:
 
     base: str
     result: overlay_merge.MergeResult
-
-
-@dataclasses.dataclass(frozen=True)
-class Export:
-    """Everything the export commit carries, keyed by path in upstream's layout."""
-
-    files: dict[str, bytes]
-    tests: list[str]
-    fragments: dict[str, str]
-    issues: list[int]
-
-    @property
-    def orphans(self) -> list[str]:
-        """Fragments still named ``+name.type.rst``: to be renamed to the PR's number."""
-        return sorted(name for name in self.fragments if name.startswith("+"))
 
 
 def _progress(message: str) -> None:
@@ -559,57 +517,6 @@ def collect_fragments(
     return fragments
 
 
-def listed_tests(source: str) -> list[str]:
-    """``Class (n tests)`` and ``test_function`` names of a test module, for the test plan."""
-    names: list[str] = []
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-            count = sum(
-                isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and n.name.startswith("test")
-                for n in node.body
-            )
-            names.append(f"{node.name} ({count} test{'s' if count != 1 else ''})")
-        elif isinstance(
-            node, (ast.FunctionDef, ast.AsyncFunctionDef)
-        ) and node.name.startswith("test"):
-            names.append(node.name)
-    return names
-
-
-def commit_message(export: Export, *, co_authors: Sequence[str] = ()) -> str:
-    tests = []
-    for path in export.tests:
-        tests.append(f"  {path}:")
-        tests += [
-            f"    {name}" for name in listed_tests(export.files[path].decode("utf-8"))
-        ]
-    test_plan = TEST_PLAN_TEMPLATE.format(
-        tests="\n".join(tests),
-        test_files=" ".join([*UPSTREAM_TESTS, *export.tests]),
-        module=MODULE_PATH,
-    )
-    changes = "\n".join(
-        textwrap.fill(
-            f"* {' '.join(text.split())} ({name})",
-            MESSAGE_WIDTH,
-            subsequent_indent="  ",
-        )
-        for name, text in sorted(export.fragments.items())
-    )
-    closes = "\n".join(f"closes #{issue}" for issue in export.issues)
-    message = COMMIT_TEMPLATE.format(
-        summary=COMMIT_SUMMARY,
-        why=COMMIT_WHY,
-        changes=changes,
-        test_plan=test_plan,
-        closes=closes,
-    )
-    if co_authors:
-        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
-    return message
-
-
 def upstream_fragment_names(
     names: Sequence[str], pr_number: int | None
 ) -> dict[str, str]:
@@ -639,56 +546,6 @@ def upstream_fragment_names(
             f"two fragments would both be named {', '.join(clashes)} upstream"
         )
     return mapping
-
-
-def collect_export(
-    checkout: Path,
-    ref_commit: str,
-    source_root: Path,
-    merged: str,
-    *,
-    pr_number: int | None = None,
-) -> Export:
-    """The files of the export commit, refusing to overwrite upstream's tests or fragments."""
-    files: dict[str, bytes] = {MODULE_PATH: merged.encode("utf-8")}
-    existing = set(
-        _git(
-            checkout,
-            "ls-tree",
-            "-r",
-            "--name-only",
-            ref_commit,
-            "--",
-            "testing",
-            "changelog",
-        ).split()
-    )
-    tests: list[str] = []
-    for ours, theirs in EXPORTED_TESTS.items():
-        source = source_root / ours
-        if not source.is_file():
-            raise ExportError(
-                f"{source} is missing: the export needs our regression tests"
-            )
-        if theirs in existing:
-            raise ExportError(
-                f"{theirs} already exists upstream; map {ours} to another name in EXPORTED_TESTS"
-            )
-        files[theirs] = source.read_bytes()
-        tests.append(theirs)
-    pyproject = _git(checkout, "show", f"{ref_commit}:pyproject.toml")
-    our_fragments = collect_fragments(source_root, fragment_types(pyproject))
-    fragments: dict[str, str] = {}
-    for name, theirs in upstream_fragment_names(list(our_fragments), pr_number).items():
-        path = f"changelog/{theirs}"
-        if path in existing:
-            raise ExportError(
-                f"upstream already has {path}; rename ours (e.g. a .1 suffix)"
-            )
-        files[path] = our_fragments[name].encode("utf-8")
-        fragments[theirs] = our_fragments[name]
-    issues = sorted({int(n.split(".")[0]) for n in fragments if n[0].isdigit()})
-    return Export(files=files, tests=tests, fragments=fragments, issues=issues)
 
 
 # --- checks -----------------------------------------------------------------------------
@@ -948,114 +805,6 @@ def _dropping_dac() -> bool:
 
 def _run_tests(command: Sequence[str], checkout: Path) -> str:
     return summary_line(run_check(command, cwd=checkout, timeout=TEST_TIMEOUT))
-
-
-def run_checks(
-    checkout: Path, ref_commit: str, commit: str, export: Export, version: str
-) -> list[str]:
-    """Lint and test the exported commit: a result line per check.
-
-    Every check runs even when an earlier one fails, so one run shows all the
-    problems; then ExportError lists each failing command.  Failing to set up
-    the venv stops at once.
-    """
-    changed_py = [
-        p for p in changed_paths(checkout, ref_commit, commit) if p.endswith(".py")
-    ]
-    work = Path(tempfile.mkdtemp(prefix="pytest-export-"))
-    _progress(f"checks work in {work} (kept if a check fails)")
-    results: list[str] = []
-    failures: list[str] = []
-
-    def check(name: str, run: Callable[[], str]) -> None:
-        try:
-            results.append(f"{name}: {run()}")
-        except CheckFailed as e:
-            results.append(f"{name}: FAILED")
-            failures.append(str(e))
-
-    _progress(f"exporting {commit[:12]} into {work / 'src'}")
-    archive = work / "src.tar"
-    _git(checkout, "archive", "--format=tar", f"--output={archive}", commit)
-    with tarfile.open(archive) as tf:
-        tf.extractall(work / "src", filter="data")
-    venv = work / "venv"
-    python = venv_python(venv)
-    _progress(f"creating the private venv {venv}")
-    run_check(
-        [sys.executable, "-m", "venv", str(venv)], cwd=work, timeout=INSTALL_TIMEOUT
-    )
-    _progress(
-        f"installing the commit as pytest {version} with pytest-xdist {XDIST_VERSION}"
-    )
-    run_check(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            str(work / "src"),
-            f"pytest-xdist=={XDIST_VERSION}",
-        ],
-        cwd=work,
-        timeout=INSTALL_TIMEOUT,
-        env=_check_env(SETUPTOOLS_SCM_PRETEND_VERSION=version),
-    )
-    tools = install_linters(python, checkout)
-
-    ruff = tools["ruff"]
-    if ruff is None:
-        results.append("ruff: SKIPPED (not installable, not on PATH)")
-    else:
-        name = run_check(
-            [str(ruff), "--version"], cwd=checkout, timeout=LINT_TIMEOUT
-        ).strip()
-        ours = {
-            path: added_lines(checkout, ref_commit, commit, path) for path in changed_py
-        }
-        _progress(f"{name}: check and format --check on {', '.join(changed_py)}")
-        check(f"{name} check", lambda: _ruff_check(ruff, checkout, changed_py, ours))
-        fmt = [str(ruff), "format", "--check", "--no-cache", *changed_py]
-        check(
-            f"{name} format --check",
-            lambda: run_check(fmt, cwd=checkout, timeout=LINT_TIMEOUT).strip(),
-        )
-    mypy = tools["mypy"]
-    if mypy is None:
-        results.append("mypy: SKIPPED (not installable, not on PATH)")
-    else:
-        check("mypy", lambda: _run_mypy(mypy, work, changed_py))
-
-    location = _require_installed(
-        python, checkout, export.files[MODULE_PATH], "the exported module"
-    )
-    drop_dac = _dropping_dac()
-    for label, files in (("upstream", UPSTREAM_TESTS), ("exported", export.tests)):
-        command = [
-            *(DROP_DAC if drop_dac else ()),
-            str(python),
-            "-m",
-            "pytest",
-            *files,
-            f"--basetemp={work / f'basetemp-{label}'}",
-            "-o",
-            f"cache_dir={work / 'outer-cache'}",
-        ]
-        _progress(f"running {label} tests {' '.join(files)} against {location}")
-        check(
-            f"pytest {' '.join(files)}",
-            functools.partial(_run_tests, command, checkout),
-        )
-
-    dirty = _git(checkout, "status", "--porcelain", "--untracked-files=normal").strip()
-    if dirty:
-        failures.append(f"the checks left changes in {checkout}:\n{dirty}")
-    if failures:
-        raise ExportError(
-            "\n".join([*results, "", *failures, f"(work dir kept: {work})"])
-        )
-    shutil.rmtree(work, ignore_errors=True)
-    return results
 
 
 # --- series: one branch per layer ------------------------------------------------------
@@ -1894,6 +1643,167 @@ def export_series(args: argparse.Namespace, checkout: Path, source_root: Path) -
     return 1 if failed else 0
 
 
+def single_message(
+    checkout: Path,
+    series: Sequence[SeriesBranch],
+    files: Mapping[str, bytes],
+    *,
+    co_authors: Sequence[str] = (),
+) -> str:
+    """One message for the squashed series: the why, each fix, the changelog, the plan, the issues."""
+    subjects: list[str] = []
+    trailers: list[str] = []
+    for item in series:
+        lines = _git(checkout, "log", "-1", "--format=%B", item.commit).splitlines()
+        subject = lines[0].removeprefix("cacheprovider: ")
+        subjects.append(
+            textwrap.fill(f"* {subject}", MESSAGE_WIDTH, subsequent_indent="  ")
+        )
+        for line in lines:
+            if ISSUE_TRAILER.match(line) and line not in trailers:
+                trailers.append(line)
+    tests = [t for item in series for t in item.tests]
+    plan = ["Test plan:", *(f"  {SERIES_TEST_FILE}::{t}" for t in tests)]
+    plan += [
+        "",
+        f"    python -m pytest {' '.join(SERIES_UPSTREAM_TESTS)}",
+        f"    ruff check / ruff format --check on the changed files, mypy {MODULE_PATH}",
+    ]
+    changelog = [
+        textwrap.fill(
+            f"* {' '.join(text.decode('utf-8').split())} ({path.removeprefix('changelog/')})",
+            MESSAGE_WIDTH,
+            subsequent_indent="  ",
+        )
+        for path, text in sorted(files.items())
+        if path.startswith("changelog/")
+    ]
+    parts = [
+        COMMIT_SUMMARY,
+        COMMIT_WHY,
+        "Fixes (one commit each with --series):\n" + "\n".join(subjects),
+        "Changelog:\n" + "\n".join(changelog),
+        "\n".join(plan),
+        "\n".join(trailers),
+    ]
+    message = "\n\n".join(p for p in parts if p) + "\n"
+    if co_authors:
+        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
+    return message
+
+
+def squashed_files(
+    series: Sequence[SeriesBranch], pr_number: int | None
+) -> dict[str, bytes]:
+    """What the last branch of the series holds, its fragments named for ``pr_number``."""
+    files: dict[str, bytes] = {}
+    for item in series:
+        files.update(item.files)
+    fragments = [
+        p.removeprefix("changelog/") for p in files if p.startswith("changelog/")
+    ]
+    for ours, theirs in upstream_fragment_names(fragments, pr_number).items():
+        if ours != theirs:
+            files[f"changelog/{theirs}"] = files.pop(f"changelog/{ours}")
+    return files
+
+
+def export_single(args: argparse.Namespace, checkout: Path, source_root: Path) -> int:
+    """The default mode: the whole series squashed into one commit on one branch, checked."""
+    if args.pr_number and (len(args.pr_number) > 1 or not args.pr_number[0].isdigit()):
+        print(
+            f"export failed: --pr-number takes one number without --series, got {args.pr_number}",
+            file=sys.stderr,
+        )
+        return 2
+    pr_number = int(args.pr_number[0]) if args.pr_number else None
+    branch: str = args.branch or branch_name(args.onto)
+    created = False
+    try:
+        require_clean_checkout(checkout)
+        ref_commit = resolve_commit(checkout, args.onto)
+        require_new_branch(checkout, branch)
+        tag = nearest_tag(checkout, ref_commit)
+        where = f"{args.onto} ({ref_commit[:12]})"
+        _progress(f"onto {where}, nearest tag {tag or 'none'}")
+        upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
+        choice = choose_base(upstream, source_root, tag, where)
+        _progress(f"base {choice.base} fits {where}")
+        series, notes = plan_series(
+            checkout,
+            ref_commit,
+            source_root,
+            choice.base,
+            upstream,
+            pr_numbers={},
+            ref=args.onto,
+        )
+        if not series:
+            raise ExportError(f"nothing to export onto {args.onto}: {'; '.join(notes)}")
+        missing = [m for item in series for m in item.missing]
+        if missing:
+            raise ExportError(
+                f"upstream needs a changelog fragment: add {', '.join(missing)}"
+            )
+        files = squashed_files(series, pr_number)
+        message = single_message(
+            checkout, series, files, co_authors=args.co_authored_by
+        )
+        commit = write_commit(checkout, ref_commit, files, message)
+        outside = disallowed_paths(changed_paths(checkout, ref_commit, commit))
+        if outside:
+            raise ExportError(
+                f"the export would touch paths outside {ALLOWED_PATHS + ALLOWED_PREFIXES}: {outside}"
+            )
+        _git(checkout, "branch", branch, commit)
+        created = True
+        _git(checkout, "checkout", "--quiet", branch)
+        _progress(f"created branch {branch} at {commit[:12]}")
+        whole = dataclasses.replace(
+            series[-1],
+            branch=branch,
+            commit=commit,
+            parent=ref_commit,
+            files=files,
+            tests=[t for item in series for t in item.tests],
+        )
+        if args.skip_checks:
+            results = ["checks SKIPPED (--skip-checks)"]
+        else:
+            if tag is None:
+                raise ExportError(
+                    f"no release tag reachable from {args.onto}: cannot set a version to install"
+                )
+            checks = SeriesChecks(checkout, tag)
+            results = checks.run(whole)
+            checks.finish()
+    except (ExportError, layers.LayerError) as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        if created:
+            print(
+                FAILED_BRANCH_HINT.format(branch=branch, checkout=checkout),
+                file=sys.stderr,
+            )
+        return 1
+
+    print(_git(checkout, "diff", "--stat", ref_commit, commit).rstrip())
+    print(
+        f"base: {choice.base}; fixes: {', '.join(item.layer.name for item in series)}"
+    )
+    for note in notes:
+        print(f"note: {note}")
+    for line in results:
+        print(line)
+    print(f"branch: {branch} (off {args.onto}, commit {commit[:12]})")
+    print(NEXT_STEPS.format(checkout=checkout, branch=branch, ref=args.onto))
+    orphans = sorted(
+        p.removeprefix("changelog/") for p in files if p.startswith("changelog/+")
+    )
+    if orphans:
+        print(ORPHANS_HINT.format(orphans=", ".join(orphans)))
+    return 1 if any("FAILED" in line for line in results) else 0
+
+
 # --- main -------------------------------------------------------------------------------
 
 
@@ -1951,75 +1861,7 @@ def main(argv: list[str] | None = None) -> int:
             print("export failed: --branch does not apply to --series", file=sys.stderr)
             return 2
         return export_series(args, checkout, source_root)
-    pr_number: int | None = None
-    if args.pr_number:
-        if len(args.pr_number) > 1 or not args.pr_number[0].isdigit():
-            print(
-                f"export failed: --pr-number takes one number without --series, got {args.pr_number}",
-                file=sys.stderr,
-            )
-            return 2
-        pr_number = int(args.pr_number[0])
-    branch: str = args.branch or branch_name(args.onto)
-    created = False
-    try:
-        require_clean_checkout(checkout)
-        ref_commit = resolve_commit(checkout, args.onto)
-        require_new_branch(checkout, branch)
-        tag = nearest_tag(checkout, ref_commit)
-        where = f"{args.onto} ({ref_commit[:12]})"
-        _progress(f"onto {where}, nearest tag {tag or 'none'}")
-        upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
-        choice = choose_base(upstream, source_root, tag, where)
-        _progress(
-            f"base {choice.base} fits: replacing {len(choice.result.replaced)} and adding "
-            f"{len(choice.result.added)} definitions"
-        )
-        export = collect_export(
-            checkout,
-            ref_commit,
-            source_root,
-            choice.result.code,
-            pr_number=pr_number,
-        )
-        message = commit_message(export, co_authors=args.co_authored_by)
-        commit = write_commit(checkout, ref_commit, export.files, message)
-        outside = disallowed_paths(changed_paths(checkout, ref_commit, commit))
-        if outside:
-            raise ExportError(
-                f"the export would touch paths outside {ALLOWED_PATHS + ALLOWED_PREFIXES}: {outside}"
-            )
-        _git(checkout, "branch", branch, commit)
-        created = True
-        _git(checkout, "checkout", "--quiet", branch)
-        _progress(f"created branch {branch} at {commit[:12]}")
-        results: list[str] = []
-        if args.skip_checks:
-            results.append("checks SKIPPED (--skip-checks)")
-        else:
-            if tag is None:
-                raise ExportError(
-                    f"no release tag reachable from {args.onto}: cannot set a version to install"
-                )
-            results = run_checks(checkout, ref_commit, commit, export, tag)
-    except ExportError as e:
-        print(f"export failed: {e}", file=sys.stderr)
-        if created:
-            print(
-                FAILED_BRANCH_HINT.format(branch=branch, checkout=checkout),
-                file=sys.stderr,
-            )
-        return 1
-
-    print(_git(checkout, "diff", "--stat", ref_commit, commit).rstrip())
-    print(f"base: {choice.base}; replaced: {', '.join(sorted(choice.result.replaced))}")
-    for line in results:
-        print(line)
-    print(f"branch: {branch} (off {args.onto}, commit {commit[:12]})")
-    print(NEXT_STEPS.format(checkout=checkout, branch=branch, ref=args.onto))
-    if export.orphans:
-        print(ORPHANS_HINT.format(orphans=", ".join(export.orphans)))
-    return 0
+    return export_single(args, checkout, source_root)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ OVERLAY = '''\
 """Torn values: set writes in place.
 
 Fix: atomic-write
-Bug: -
+Bug: #6423 (open)
 Affects: every release
 Needs: -
 Replaces: Cache.set
@@ -75,20 +75,23 @@ class Cache:
         _write_atomic(self._cachedir / key, json.dumps(value))
 '''
 
-EXPORTED_TEST = """\
+OUR_TESTS = """\
 from __future__ import annotations
 
 from _pytest.pytester import Pytester
+import pytest
 
 
 class TestAtomicSet:
+    @pytest.mark.layer("atomic-write")
     def test_value_appears_whole(self, pytester: Pytester) -> None:
+        assert pytester.path.is_dir(), "[atomic-write] torn"
+
+    def test_not_exported(self, pytester: Pytester) -> None:
         pass
 
-    def test_no_temp_file_left(self, pytester: Pytester) -> None:
-        pass
 
-
+@pytest.mark.layer("atomic-write")
 def test_standalone(pytester: Pytester) -> None:
     pass
 """
@@ -107,14 +110,12 @@ name = "Improvements"
 """
 
 FRAGMENTS = {
-    "12381.bugfix.rst": "Fixed a crash when several processes create the cache directory at once.\n",
     "6423.bugfix.rst": "Sessions that overlap no longer lose each other's ``lastfailed`` entries.\n",
 }
 LAYER_FILE = f"{export.LAYERS_PATH}/01_atomic_write.py"
 EXPORTED_PATHS = {
     "src/_pytest/cacheprovider.py",
-    "testing/test_cacheprovider_concurrency.py",
-    "changelog/12381.bugfix.rst",
+    "testing/test_cacheprovider.py",
     "changelog/6423.bugfix.rst",
 }
 
@@ -172,7 +173,7 @@ def upstream(tmp_path: Path) -> Path:
         repo,
         {
             export.MODULE_PATH: UPSTREAM_MODULE,
-            "testing/test_cacheprovider.py": "def test_upstream() -> None:\n    pass\n",
+            "testing/test_cacheprovider.py": SERIES_UPSTREAM_TESTS,
             "changelog/README.rst": "Fragments go here.\n",
             "pyproject.toml": UPSTREAM_PYPROJECT,
             "AUTHORS": "Anna\nZoe\n",
@@ -187,22 +188,14 @@ def upstream(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fake fork: the overlay, a base recorded for 8.2.0, our tests and fragments.
-
-    Its one exported test file is renamed on the way, as ``EXPORTED_TESTS`` allows.
-    """
-    monkeypatch.setattr(
-        export,
-        "EXPORTED_TESTS",
-        {"testing/test_races.py": "testing/test_cacheprovider_concurrency.py"},
-    )
+def fork(tmp_path: Path) -> Path:
+    """A fake fork of one layer: its overlay, a base recorded for 8.2.0, its marked tests and fragment."""
     root = tmp_path / "fork"
     write(
         root,
         {
             LAYER_FILE: OVERLAY,
-            "testing/test_races.py": EXPORTED_TEST,
+            "testing/test_races.py": OUR_TESTS,
             "testing/test_our_scripts.py": "def test_not_exported() -> None:\n    pass\n",
             "changelog/README.rst": "Our fragments.\n",
             **{f"changelog/{name}": text for name, text in FRAGMENTS.items()},
@@ -237,17 +230,37 @@ class TestBranch:
         assert git(upstream, "status", "--porcelain") == ""
         module = (upstream / export.MODULE_PATH).read_text(encoding="utf-8")
         assert module == overlay_merge.merge(UPSTREAM_MODULE, OVERLAY).code
-        assert (
-            upstream / "testing/test_cacheprovider_concurrency.py"
-        ).read_text() == EXPORTED_TEST
-        assert not (upstream / "testing/test_our_scripts.py").exists()
+        tests = (upstream / "testing/test_cacheprovider.py").read_text()
+        assert tests.index("def test_upstream(") < tests.index("def test_standalone(")
+        assert "def test_value_appears_whole(" in tests
+        assert "def test_standalone(" in tests
+        assert "test_not_exported" not in tests
+        assert "mark.layer" not in tests
         assert (upstream / "changelog/6423.bugfix.rst").read_text() == FRAGMENTS[
             "6423.bugfix.rst"
         ]
         out = capsys.readouterr().out
-        assert "4 files changed" in out
+        assert "3 files changed" in out
         assert "branch: cache-races-8.2.0" in out
-        assert "base: 8.2.0; replaced: Cache.set" in out
+        assert "base: 8.2.0; fixes: atomic-write" in out
+
+    def test_one_commit_holds_what_the_series_last_branch_holds(
+        self, upstream: Path, series_fork: Path
+    ) -> None:
+        assert run_export(upstream, series_fork) == 0
+        git(upstream, "checkout", "-q", "main")
+        assert run_series(upstream, series_fork) == 0
+
+        assert git(upstream, "rev-parse", "cache-races-main^") == git(
+            upstream, "rev-parse", "main"
+        )
+        assert git(upstream, "rev-parse", "cache-races-main^{tree}") == git(
+            upstream, "rev-parse", f"{CONFIGURE}^{{tree}}"
+        )
+        message = git(upstream, "log", "-1", "--format=%B", "cache-races-main")
+        assert "* Torn values: set writes in place." in message
+        assert "* Configure runs twice." in message
+        assert message.splitlines()[-2:] == ["closes #200", "related: #300"]
 
     def test_default_ref_is_main(self, upstream: Path, fork: Path) -> None:
         assert run_export(upstream, fork) == 0
@@ -271,52 +284,50 @@ class TestBranch:
         assert lines[1] == ""
         message = "\n".join(lines)
         assert "\nTest plan:\n" in message
-        assert "TestAtomicSet (2 tests)" in message
-        assert "test_standalone" in message
         assert (
-            "testing/test_cacheprovider.py testing/test_cacheprovider_concurrency.py"
+            "testing/test_cacheprovider.py::TestAtomicSet::test_value_appears_whole"
             in message
         )
-        assert "(12381.bugfix.rst)" in message
+        assert "testing/test_cacheprovider.py::test_standalone" in message
+        assert "(6423.bugfix.rst)" in message
         changelog = message[message.index("Changelog:") : message.index("Test plan:")]
         assert max(len(line) for line in changelog.splitlines()) <= 72
         assert [line for line in lines if line.startswith("closes #")] == [
-            "closes #6423",
-            "closes #12381",
+            "closes #6423"
         ]
         assert lines[-1] == "Co-authored-by: Helper <helper@example.invalid>"
 
     def test_branch_name_can_be_chosen(self, upstream: Path, fork: Path) -> None:
-        assert run_export(upstream, fork, "--branch", "fix-12381") == 0
+        assert run_export(upstream, fork, "--branch", "fix-6423") == 0
 
-        assert git(upstream, "branch", "--show-current") == "fix-12381"
+        assert git(upstream, "branch", "--show-current") == "fix-6423"
 
 
 class TestFragments:
     def test_orphans_keep_their_names_and_close_nothing(
         self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        write(fork, {"changelog/+atomic-set.bugfix.rst": "Atomic set.\n"})
+        write(fork, {"changelog/+atomic-write.improvement.rst": "Atomic set.\n"})
 
         assert run_export(upstream, fork) == 0
 
         changed = set(git(upstream, "diff", "--name-only", "main", "HEAD").split())
-        assert changed == EXPORTED_PATHS | {"changelog/+atomic-set.bugfix.rst"}
+        assert changed == EXPORTED_PATHS | {"changelog/+atomic-write.improvement.rst"}
         message = git(upstream, "log", "-1", "--format=%B")
-        assert message.endswith("\n\ncloses #6423\ncloses #12381")
+        assert message.endswith("\n\ncloses #6423")
         assert "closes #+" not in message
-        assert "* Atomic set. (+atomic-set.bugfix.rst)" in message
+        assert "* Atomic set. (+atomic-write.improvement.rst)" in message
         assert (
-            "without an issue number: +atomic-set.bugfix.rst" in capsys.readouterr().out
+            "without an issue number: +atomic-write.improvement.rst"
+            in capsys.readouterr().out
         )
 
     def test_pr_number_names_the_orphans(self, upstream: Path, fork: Path) -> None:
         write(
             fork,
             {
-                "changelog/+atomic-set.bugfix.rst": "Atomic set.\n",
-                "changelog/+sweep.bugfix.rst": "Sweep.\n",
-                "changelog/+not-a-dir.improvement.rst": "Not a directory.\n",
+                "changelog/+atomic-write.improvement.rst": "Atomic set.\n",
+                "changelog/+atomic-write.bugfix.rst": "No torn reads.\n",
             },
         )
 
@@ -324,11 +335,12 @@ class TestFragments:
 
         changed = set(git(upstream, "diff", "--name-only", "main", "HEAD").split())
         assert changed == EXPORTED_PATHS | {
-            "changelog/14900.bugfix.1.rst",
-            "changelog/14900.bugfix.2.rst",
+            "changelog/14900.bugfix.rst",
             "changelog/14900.improvement.rst",
         }
-        assert (upstream / "changelog/14900.bugfix.2.rst").read_text() == "Sweep.\n"
+        assert (
+            upstream / "changelog/14900.bugfix.rst"
+        ).read_text() == "No torn reads.\n"
 
     def test_badly_named_orphan_is_refused(
         self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
@@ -412,17 +424,13 @@ class TestRefusals:
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        monkeypatch.setattr(
-            export,
-            "EXPORTED_TESTS",
-            {"testing/test_races.py": "doc/test_races.py"},
-        )
+        monkeypatch.setattr(export, "ALLOWED_PREFIXES", ("changelog/",))
 
         assert run_export(upstream, fork) == 1
 
         err = capsys.readouterr().err
         assert "outside" in err
-        assert "doc/test_races.py" in err
+        assert "testing/test_cacheprovider.py" in err
         assert branches(upstream) == {"main"}
 
     def test_refuses_a_fragment_type_upstream_does_not_know(
@@ -434,35 +442,17 @@ class TestRefusals:
 
         assert "'12410.fix.rst' has type 'fix'" in capsys.readouterr().err
 
-    def test_refuses_to_overwrite_an_upstream_test_file(
-        self,
-        upstream: Path,
-        fork: Path,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        monkeypatch.setattr(
-            export,
-            "EXPORTED_TESTS",
-            {"testing/test_races.py": "testing/test_cacheprovider.py"},
-        )
-
-        assert run_export(upstream, fork) == 1
-
-        assert (
-            "testing/test_cacheprovider.py already exists upstream"
-            in capsys.readouterr().err
-        )
-        assert branches(upstream) == {"main"}
-
-    def test_refuses_when_our_tests_are_missing(
+    def test_refuses_a_layer_without_marked_tests(
         self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         (fork / "testing/test_races.py").unlink()
 
         assert run_export(upstream, fork) == 1
 
-        assert "test_races.py is missing" in capsys.readouterr().err
+        assert "has no test marked @pytest.mark.layer('atomic-write')" in (
+            capsys.readouterr().err
+        )
+        assert branches(upstream) == {"main"}
 
     def test_refuses_without_changelog_fragments(
         self, upstream: Path, fork: Path, capsys: pytest.CaptureFixture[str]
@@ -472,7 +462,8 @@ class TestRefusals:
 
         assert run_export(upstream, fork) == 1
 
-        assert "no changelog fragments" in capsys.readouterr().err
+        assert "an upstream PR needs one" in capsys.readouterr().err
+        assert branches(upstream) == {"main"}
 
 
 class TestBaseChoice:
