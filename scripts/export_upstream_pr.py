@@ -1562,30 +1562,51 @@ class SeriesChecks:
             _progress(f"work dir kept: {self.work}")
 
 
+def planned(
+    checkout: Path,
+    source_root: Path,
+    onto: str,
+    *,
+    pr_numbers: Mapping[str, int],
+    co_authors: Sequence[str],
+    what: str,
+) -> tuple[str, str | None, BaseChoice, list[SeriesBranch], list[str]]:
+    """The ref's commit and nearest tag, the base that fits it, and the series planned onto it."""
+    ref_commit = resolve_commit(checkout, onto)
+    tag = nearest_tag(checkout, ref_commit)
+    where = f"{onto} ({ref_commit[:12]})"
+    _progress(f"{what} {where}, nearest tag {tag or 'none'}")
+    upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
+    choice = choose_base(upstream, source_root, tag, where)
+    _progress(f"base {choice.base} fits {where}")
+    series, notes = plan_series(
+        checkout,
+        ref_commit,
+        source_root,
+        choice.base,
+        upstream,
+        pr_numbers=pr_numbers,
+        ref=onto,
+        co_authors=co_authors,
+    )
+    if not series:
+        raise ExportError(f"nothing to export onto {onto}: {'; '.join(notes)}")
+    return ref_commit, tag, choice, series, notes
+
+
 def export_series(args: argparse.Namespace, checkout: Path, source_root: Path) -> int:
     """``--series``: one branch per layer, stacked in layer order, each checked."""
     try:
         require_clean_checkout(checkout)
-        ref_commit = resolve_commit(checkout, args.onto)
         pr_numbers = series_pr_numbers(args.pr_number or [])
-        tag = nearest_tag(checkout, ref_commit)
-        where = f"{args.onto} ({ref_commit[:12]})"
-        _progress(f"series onto {where}, nearest tag {tag or 'none'}")
-        upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
-        choice = choose_base(upstream, source_root, tag, where)
-        _progress(f"base {choice.base} fits {where}")
-        series, notes = plan_series(
+        ref_commit, tag, choice, series, notes = planned(
             checkout,
-            ref_commit,
             source_root,
-            choice.base,
-            upstream,
+            args.onto,
             pr_numbers=pr_numbers,
-            ref=args.onto,
             co_authors=args.co_authored_by,
+            what="series onto",
         )
-        if not series:
-            raise ExportError(f"nothing to export onto {args.onto}: {'; '.join(notes)}")
         for item in series:
             require_new_branch(checkout, item.branch)
         for item in series:
@@ -1721,25 +1742,10 @@ def export_single(args: argparse.Namespace, checkout: Path, source_root: Path) -
     created = False
     try:
         require_clean_checkout(checkout)
-        ref_commit = resolve_commit(checkout, args.onto)
         require_new_branch(checkout, branch)
-        tag = nearest_tag(checkout, ref_commit)
-        where = f"{args.onto} ({ref_commit[:12]})"
-        _progress(f"onto {where}, nearest tag {tag or 'none'}")
-        upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
-        choice = choose_base(upstream, source_root, tag, where)
-        _progress(f"base {choice.base} fits {where}")
-        series, notes = plan_series(
-            checkout,
-            ref_commit,
-            source_root,
-            choice.base,
-            upstream,
-            pr_numbers={},
-            ref=args.onto,
+        ref_commit, tag, choice, series, notes = planned(
+            checkout, source_root, args.onto, pr_numbers={}, co_authors=(), what="onto"
         )
-        if not series:
-            raise ExportError(f"nothing to export onto {args.onto}: {'; '.join(notes)}")
         missing = [m for item in series for m in item.missing]
         if missing:
             raise ExportError(
