@@ -1676,9 +1676,14 @@ def single_message(
     trailers: list[str] = []
     for item in series:
         lines = _git(checkout, "log", "-1", "--format=%B", item.commit).splitlines()
-        subject = lines[0].removeprefix("cacheprovider: ")
+        summary = " ".join(item.layer.summary.split()).replace("``", "`")
         subjects.append(
-            textwrap.fill(f"* {subject}", MESSAGE_WIDTH, subsequent_indent="  ")
+            textwrap.fill(
+                f"* {item.layer.name}: {summary}"
+                + (f" (with {', '.join(item.groundwork)})" if item.groundwork else ""),
+                MESSAGE_WIDTH,
+                subsequent_indent="  ",
+            )
         )
         for line in lines:
             if ISSUE_TRAILER.match(line) and line not in trailers:

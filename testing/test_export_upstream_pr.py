@@ -258,8 +258,8 @@ class TestBranch:
             upstream, "rev-parse", f"{CONFIGURE}^{{tree}}"
         )
         message = git(upstream, "log", "-1", "--format=%B", "cache-races-main")
-        assert "* Torn values: set writes in place." in message
-        assert "* Configure runs twice." in message
+        assert "* atomic-write: Torn values: set writes in place." in message
+        assert "* configure-once: Configure runs twice." in message
         assert message.splitlines()[-2:] == ["closes #200", "related: #300"]
 
     def test_default_ref_is_main(self, upstream: Path, fork: Path) -> None:
