@@ -19,7 +19,7 @@ from __future__ import annotations
 class Cache:
     @staticmethod
     def _join_within(base: Path, name: str) -> Path:
-        """Join ``name`` onto ``base``, keeping the result inside ``base``.
+        """``base / name``, refused with ``ValueError`` where it would leave ``base``.
 
         Both are normalized lexically first: an absolute or drive-qualified
         ``name`` and ``..`` parts that climb out are refused, a ``..`` that
