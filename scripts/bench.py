@@ -20,7 +20,7 @@ the medians and the ratio fork/stock of the medians:
   disk, where the user CPU time is the figure and the system time is reported
   beside it;
 * ``set-syscalls``: system calls per ``Cache.set``, counted with ``strace``
-  (reported as not measured where strace is missing);
+  (left out, with a note on stderr, where strace is missing);
 * ``set-throughput``: ``Cache.set`` operations per second (wall time), for insight;
 * ``steady-state-writes``: files rewritten and bytes written in ``.pytest_cache``
   by a session that changes nothing (inode, size and mtime compared before and
@@ -173,9 +173,12 @@ class Settings:
     race_trials: int
     set_ops: int
     set_batches: int
-    race_workers: tuple[int, ...] = RACE_WORKERS
     #: Batches of SET_COST_BATCH sets per process and variant (set-cost).
-    cost_batches: int = 20
+    cost_batches: int
+    race_workers: tuple[int, ...] = RACE_WORKERS
+    #: Rounds (and no warm-up) of the session-end benchmark from LASTFAILED_BIG
+    #: entries on; None: as many as the smaller sizes.
+    big_lastfailed_rounds: int | None = None
 
 
 QUICK = Settings(
@@ -186,6 +189,7 @@ QUICK = Settings(
     set_ops=500,
     set_batches=2,
     cost_batches=15,
+    big_lastfailed_rounds=1,
 )
 FULL = Settings(
     suite_rounds=7,
@@ -442,7 +446,7 @@ def _mark(name):
         pass
 
 
-def _measure(cache, variant, keys_of_batch, batches, size, counter):
+def _measure(cache, keys_of_batch, batches, size, counter):
     value = {"answer": 42, "items": [1, 2, 3], "name": "bench", "count": 0}
     cpu, wall = [], []
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -475,13 +479,12 @@ def test_set_cost(request):
     out = {}
     _mark("start-overwrite")
     out["overwrite"] = _measure(
-        cache, "overwrite", lambda b: ["bench/value"] * size, batches, size, counter
+        cache, lambda b: ["bench/value"] * size, batches, size, counter
     )
     _mark("end-overwrite")
     _mark("start-new-key")
     out["new-key"] = _measure(
         cache,
-        "new-key",
         lambda b: ["bench/new/%d-%d" % (b, i) for i in range(size)],
         batches,
         size,
@@ -970,7 +973,7 @@ class Bench:
                 f" ({', '.join(places)})"
             )
             alternate("set-cost overwrite, disk", rounds, measure, unit="us user CPU")
-            syscalls = self._set_syscalls(places, batches)
+            syscalls = self._set_syscalls(places)
         results = []
         for key, samples in figures.items():
             measured = {env: values[-rounds:] for env, values in samples.items()}
@@ -1025,7 +1028,7 @@ class Bench:
         data: dict[str, dict[str, float]] = json.loads(out.read_text(encoding="utf-8"))
         return data
 
-    def _set_syscalls(self, places: Mapping[str, Path], batches: int) -> list[Result]:
+    def _set_syscalls(self, places: Mapping[str, Path]) -> list[Result]:
         """System calls per set, counted with strace between the test's markers."""
         if shutil.which("strace") is None:
             progress("set-syscalls: strace not found: system calls not measured")
@@ -1151,8 +1154,9 @@ class Bench:
             seed_text = json.dumps(seed, ensure_ascii=False, indent=2)
             rounds = self.settings.lastfailed_rounds
             warmup = True
-            if entries >= LASTFAILED_BIG and self.settings is QUICK:
-                rounds, warmup = 1, False
+            big_rounds = self.settings.big_lastfailed_rounds
+            if entries >= LASTFAILED_BIG and big_rounds is not None:
+                rounds, warmup = big_rounds, False
             parts: dict[str, dict[str, list[float]]] = {}
 
             def measure(
@@ -1728,7 +1732,7 @@ def render_chart(document: Mapping[str, object]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
-        description="Benchmark the race-free fork against stock pytest of the same base (issue 7).",
+        description="Benchmark the race-free fork against stock pytest of the same base (issue 12).",
     )
     parser.add_argument(
         "--base",

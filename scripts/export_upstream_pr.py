@@ -1,4 +1,4 @@
-"""Export our cache fix as a local pull-request branch on a pytest git checkout.
+"""Export our cache fixes as local pull-request branches on a pytest git checkout.
 
 Who runs it, when: a maintainer of this fork, by hand, when the overlay is ready
 to be proposed upstream (and to see whether it still fits upstream's ``main``).
@@ -6,10 +6,12 @@ It never pushes.  Upstream accepts no unattended agent output: the branch is a
 draft that a human reviews, rewords where needed (``git commit --amend``), adds
 their name to ``AUTHORS`` on, and pushes to their own fork.
 
-    python scripts/export_upstream_pr.py ~/src/pytest                  # onto main
+    python scripts/export_upstream_pr.py ~/src/pytest                  # one commit onto main
+    python scripts/export_upstream_pr.py ~/src/pytest --series         # a branch per layer
     python scripts/export_upstream_pr.py ~/src/pytest --onto 8.2.0 --skip-checks
 
-Steps, each of which stops the export with a non-zero exit when it fails:
+Steps 1 and 2 stop the export with a non-zero exit when they fail; a failing
+check of step 3 is reported, and the exit is non-zero:
 
 1. Refuse a dirty work tree or an existing branch; resolve ``--onto`` (default
    ``main``) and pick the recorded base (``backend/bases.json``) whose reviewed
@@ -24,7 +26,8 @@ Steps, each of which stops the export with a non-zero exit when it fails:
    series is squashed into one commit off the ref, with one message in upstream's
    shape (summary, why, each fix, test plan, ``closes #NNNN``); with ``--series``
    each layer becomes a branch of its own, stacked.  Check that they touch only
-   ``ALLOWED_PATHS``, then create the branches.
+   ``ALLOWED_PATHS``, then create the branches (the squashed one is checked
+   out; the series leaves the work tree where it was).
 3. Unless ``--skip-checks``: upstream's ruff (the version its pre-commit pins,
    with its config) on the changed files, mypy (likewise) on them, and upstream's
    ``testing/test_cacheprovider.py`` and ``testing/test_stepwise.py`` plus the
@@ -63,6 +66,7 @@ sys.path.insert(0, str(REPO_ROOT / "backend"))
 import libcst as cst  # noqa: E402
 
 from envs import DROP_DAC  # noqa: E402
+from envs import XDIST_VERSION  # noqa: E402
 import layers  # noqa: E402
 import overlay_backend  # noqa: E402
 import overlay_merge  # noqa: E402
@@ -78,7 +82,6 @@ ALLOWED_PATHS = (MODULE_PATH, "AUTHORS")
 ALLOWED_PREFIXES = ("testing/", "changelog/")
 DEFAULT_REF = "main"
 BRANCH_TEMPLATE = "cache-races-{ref}"
-XDIST_VERSION = "3.8.0"
 #: A changelog fragment: ``<issue>.<type>.rst`` or ``<issue>.<type>.<n>.rst``, or an
 #: orphan ``+<name>.<type>.rst`` (towncrier's name for a change without an issue).
 #: Upstream wants the pull request's number for those: see ``--pr-number``.
@@ -120,8 +123,6 @@ SCRUBBED_ENV = (
 
 #: Commit message body width, as git's own tools assume.
 MESSAGE_WIDTH = 72
-#: The issue lines of a series commit, gathered for the squashed one.
-ISSUE_TRAILER = re.compile(r"^(closes|refs|related:) #\d+$")
 COMMIT_SUMMARY = "cacheprovider: make the cache safe for concurrent processes"
 
 COMMIT_WHY = """\
@@ -184,7 +185,6 @@ class CheckFailed(ExportError):
         super().__init__(
             f"check failed: {_quoted(command)} (in {cwd}) {status}\n{tail}"
         )
-        self.command = list(command)
         self.output = output
 
 
@@ -265,8 +265,13 @@ def nearest_tag(checkout: Path, commit: str) -> str | None:
         return None
 
 
+def ref_slug(ref: str) -> str:
+    """``ref`` as a part of a branch name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-.")
+
+
 def branch_name(ref: str) -> str:
-    return BRANCH_TEMPLATE.format(ref=re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-."))
+    return BRANCH_TEMPLATE.format(ref=ref_slug(ref))
 
 
 def require_new_branch(checkout: Path, branch: str) -> None:
@@ -829,6 +834,11 @@ def require(condition: object, message: str) -> None:
     if not condition:
         pytest.fail(f"the race could not be forced: {message}", pytrace=False)
 ''',
+    "unavailable": '''
+def unavailable(reason: str) -> None:
+    """Skip a test this machine cannot run (it needs root, Linux or a tool)."""
+    pytest.skip(reason)
+''',
 }
 #: Calls a test may only make on some platforms, and the skip the export adds to
 #: a test (or test class) that uses one and has no ``skipif`` of its own.
@@ -941,7 +951,6 @@ class LayerTests:
 
     source: str
     tests: list[str]  # "Class::test" or "test", in the module they end up in
-    from_files: list[str]
     # Files of ours the tests import, as (our path, path in upstream's checkout).
     support: tuple[tuple[str, str], ...] = ()
 
@@ -990,7 +999,6 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     helpers: dict[str, str] = {}
     body: list[cst.CSTNode] = []
     tests: list[str] = []
-    files: list[str] = []
     support: dict[str, str] = {}
     for path in sorted((source_root / "testing").glob("test_*.py")):
         module = cst.parse_module(path.read_text(encoding="utf-8"))
@@ -1039,7 +1047,6 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
                     selected[name] = _without_layer_marks(cls)
         if not selected:
             continue
-        files.append(path.relative_to(source_root).as_posix())
 
         wanted = _closure(defs, set(selected))
         for statement in module.body:
@@ -1088,7 +1095,7 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
             assert isinstance(fixture, cst.FunctionDef)
             body.insert(0, _not_autouse(fixture))
     if not tests:
-        return LayerTests(source="", tests=[], from_files=[])
+        return LayerTests(source="", tests=[])
     lines = ["from __future__ import annotations", ""]
     lines += ["import sys", "import pytest"]
     code = "\n".join(lines) + "\n"
@@ -1100,7 +1107,6 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     return LayerTests(
         source=code,
         tests=tests,
-        from_files=files,
         support=tuple(sorted(support.items())),
     )
 
@@ -1196,6 +1202,47 @@ def _layer_prose(layer: layers.Layer) -> str:
     return _paragraphs("\n".join(body))
 
 
+def _bullet(text: str) -> str:
+    """One ``* text`` item of a commit message, wrapped."""
+    return textwrap.fill(f"* {text}", MESSAGE_WIDTH, subsequent_indent="  ")
+
+
+def _changelog_section(fragments: Mapping[str, str]) -> str:
+    return "Changelog:\n" + "\n".join(
+        _bullet(f"{' '.join(text.split())} ({name})")
+        for name, text in sorted(fragments.items())
+    )
+
+
+def _test_plan(tests: Sequence[str]) -> str:
+    plan = ["Test plan:", *(f"  {SERIES_TEST_FILE}::{t}" for t in tests)]
+    plan += [
+        "",
+        f"    python -m pytest {' '.join(SERIES_UPSTREAM_TESTS)}",
+        f"    ruff check / ruff format --check on the changed files, mypy {MODULE_PATH}",
+    ]
+    return "\n".join(plan)
+
+
+def _issue_trailers(layer: layers.Layer) -> list[str]:
+    """``closes #N`` for an open issue, ``refs #N`` for a closed one, ``related: #N``."""
+    issue = layer_issue(layer.bug)
+    trailers = []
+    if issue.number is not None:
+        trailers.append(
+            f"closes #{issue.number}" if issue.open else f"refs #{issue.number}"
+        )
+    trailers += [f"related: #{n}" for n in issue.related if n != issue.number]
+    return trailers
+
+
+def _joined_message(parts: Sequence[str], co_authors: Sequence[str]) -> str:
+    message = "\n\n".join(p for p in parts if p) + "\n"
+    if co_authors:
+        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
+    return message
+
+
 def series_message(
     layer: layers.Layer,
     *,
@@ -1231,37 +1278,10 @@ def series_message(
             )
         )
     if fragments:
-        parts.append(
-            "Changelog:\n"
-            + "\n".join(
-                textwrap.fill(
-                    f"* {' '.join(text.split())} ({name})",
-                    MESSAGE_WIDTH,
-                    subsequent_indent="  ",
-                )
-                for name, text in sorted(fragments.items())
-            )
-        )
-    plan = ["Test plan:", *(f"  {SERIES_TEST_FILE}::{t}" for t in tests)]
-    plan += [
-        "",
-        f"    python -m pytest {' '.join(SERIES_UPSTREAM_TESTS)}",
-        f"    ruff check / ruff format --check on the changed files, mypy {MODULE_PATH}",
-    ]
-    parts.append("\n".join(plan))
-    trailers = []
-    if issue.number is not None:
-        trailers.append(
-            f"closes #{issue.number}" if issue.open else f"refs #{issue.number}"
-        )
-    related = [n for n in issue.related if n != issue.number]
-    trailers += [f"related: #{n}" for n in related]
-    if trailers:
-        parts.append("\n".join(trailers))
-    message = "\n\n".join(p for p in parts if p) + "\n"
-    if co_authors:
-        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
-    return message
+        parts.append(_changelog_section(fragments))
+    parts.append(_test_plan(tests))
+    parts.append("\n".join(_issue_trailers(layer)))
+    return _joined_message(parts, co_authors)
 
 
 @dataclasses.dataclass
@@ -1407,7 +1427,7 @@ def plan_series(
             SeriesBranch(
                 layer=layer,
                 branch=SERIES_BRANCH_TEMPLATE.format(
-                    ref=re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-."),
+                    ref=ref_slug(ref),
                     number=layer.number,
                     fix=layer.name,
                 ),
@@ -1570,10 +1590,19 @@ def planned(
     pr_numbers: Mapping[str, int],
     co_authors: Sequence[str],
     what: str,
+    checks: bool,
 ) -> tuple[str, str | None, BaseChoice, list[SeriesBranch], list[str]]:
-    """The ref's commit and nearest tag, the base that fits it, and the series planned onto it."""
+    """The ref's commit and nearest tag, the base that fits it, and the series planned onto it.
+
+    Checks install the commits under the tag's version: without a tag it
+    stops here, before any branch exists.
+    """
     ref_commit = resolve_commit(checkout, onto)
     tag = nearest_tag(checkout, ref_commit)
+    if checks and tag is None:
+        raise ExportError(
+            f"no release tag reachable from {onto}: cannot set a version to install"
+        )
     where = f"{onto} ({ref_commit[:12]})"
     _progress(f"{what} {where}, nearest tag {tag or 'none'}")
     upstream = _git(checkout, "show", f"{ref_commit}:{MODULE_PATH}")
@@ -1606,6 +1635,7 @@ def export_series(args: argparse.Namespace, checkout: Path, source_root: Path) -
             pr_numbers=pr_numbers,
             co_authors=args.co_authored_by,
             what="series onto",
+            checks=not args.skip_checks,
         )
         for item in series:
             require_new_branch(checkout, item.branch)
@@ -1613,11 +1643,7 @@ def export_series(args: argparse.Namespace, checkout: Path, source_root: Path) -
             _git(checkout, "branch", item.branch, item.commit)
             _progress(f"created branch {item.branch} at {item.commit[:12]}")
         checks: SeriesChecks | None = None
-        if not args.skip_checks:
-            if tag is None:
-                raise ExportError(
-                    f"no release tag reachable from {args.onto}: cannot set a version to install"
-                )
+        if tag is not None and not args.skip_checks:
             checks = SeriesChecks(checkout, tag)
         for item in series:
             if checks is None:
@@ -1665,57 +1691,33 @@ def export_series(args: argparse.Namespace, checkout: Path, source_root: Path) -
 
 
 def single_message(
-    checkout: Path,
     series: Sequence[SeriesBranch],
     files: Mapping[str, bytes],
     *,
     co_authors: Sequence[str] = (),
 ) -> str:
     """One message for the squashed series: the why, each fix, the changelog, the plan, the issues."""
-    subjects: list[str] = []
+    fixes = []
     trailers: list[str] = []
     for item in series:
-        lines = _git(checkout, "log", "-1", "--format=%B", item.commit).splitlines()
         summary = " ".join(item.layer.summary.split()).replace("``", "`")
-        subjects.append(
-            textwrap.fill(
-                f"* {item.layer.name}: {summary}"
-                + (f" (with {', '.join(item.groundwork)})" if item.groundwork else ""),
-                MESSAGE_WIDTH,
-                subsequent_indent="  ",
-            )
-        )
-        for line in lines:
-            if ISSUE_TRAILER.match(line) and line not in trailers:
-                trailers.append(line)
-    tests = [t for item in series for t in item.tests]
-    plan = ["Test plan:", *(f"  {SERIES_TEST_FILE}::{t}" for t in tests)]
-    plan += [
-        "",
-        f"    python -m pytest {' '.join(SERIES_UPSTREAM_TESTS)}",
-        f"    ruff check / ruff format --check on the changed files, mypy {MODULE_PATH}",
-    ]
-    changelog = [
-        textwrap.fill(
-            f"* {' '.join(text.decode('utf-8').split())} ({path.removeprefix('changelog/')})",
-            MESSAGE_WIDTH,
-            subsequent_indent="  ",
-        )
-        for path, text in sorted(files.items())
+        with_ = f" (with {', '.join(item.groundwork)})" if item.groundwork else ""
+        fixes.append(_bullet(f"{item.layer.name}: {summary}{with_}"))
+        trailers += [t for t in _issue_trailers(item.layer) if t not in trailers]
+    fragments = {
+        path.removeprefix("changelog/"): text.decode("utf-8")
+        for path, text in files.items()
         if path.startswith("changelog/")
-    ]
+    }
     parts = [
         COMMIT_SUMMARY,
         COMMIT_WHY,
-        "Fixes (one commit each with --series):\n" + "\n".join(subjects),
-        "Changelog:\n" + "\n".join(changelog),
-        "\n".join(plan),
+        "Fixes (one commit each with --series):\n" + "\n".join(fixes),
+        _changelog_section(fragments),
+        _test_plan([t for item in series for t in item.tests]),
         "\n".join(trailers),
     ]
-    message = "\n\n".join(p for p in parts if p) + "\n"
-    if co_authors:
-        message += "\n" + "".join(f"Co-authored-by: {who}\n" for who in co_authors)
-    return message
+    return _joined_message(parts, co_authors)
 
 
 def squashed_files(
@@ -1749,7 +1751,13 @@ def export_single(args: argparse.Namespace, checkout: Path, source_root: Path) -
         require_clean_checkout(checkout)
         require_new_branch(checkout, branch)
         ref_commit, tag, choice, series, notes = planned(
-            checkout, source_root, args.onto, pr_numbers={}, co_authors=(), what="onto"
+            checkout,
+            source_root,
+            args.onto,
+            pr_numbers={},
+            co_authors=(),
+            what="onto",
+            checks=not args.skip_checks,
         )
         missing = [m for item in series for m in item.missing]
         if missing:
@@ -1757,9 +1765,7 @@ def export_single(args: argparse.Namespace, checkout: Path, source_root: Path) -
                 f"upstream needs a changelog fragment: add {', '.join(missing)}"
             )
         files = squashed_files(series, pr_number)
-        message = single_message(
-            checkout, series, files, co_authors=args.co_authored_by
-        )
+        message = single_message(series, files, co_authors=args.co_authored_by)
         commit = write_commit(checkout, ref_commit, files, message)
         outside = disallowed_paths(changed_paths(checkout, ref_commit, commit))
         if outside:
@@ -1778,13 +1784,9 @@ def export_single(args: argparse.Namespace, checkout: Path, source_root: Path) -
             files=files,
             tests=[t for item in series for t in item.tests],
         )
-        if args.skip_checks:
+        if tag is None or args.skip_checks:
             results = ["checks SKIPPED (--skip-checks)"]
         else:
-            if tag is None:
-                raise ExportError(
-                    f"no release tag reachable from {args.onto}: cannot set a version to install"
-                )
             checks = SeriesChecks(checkout, tag)
             results = checks.run(whole)
             checks.finish()

@@ -486,15 +486,15 @@ class TestLocking:
             seen.append(on_disk)
             return ours
 
-        cache.set("plugin/merged", [1])
+        cache.set("cache/nodeids", ["t.py::1"])
         other = pytester.parseconfigure().cache  # Another session, in effect.
         assert other is not None
-        assert other.get("plugin/merged", None) == [1]
-        other._merge_policies["plugin/merged"] = policy
-        other.set("plugin/merged", [2])
-        cache.set("plugin/merged", [3])  # Rewritten behind the other's back...
-        other.set("plugin/merged", [4])  # ...so this merge must read it again.
-        assert seen == [cacheprovider._UNCHANGED, [3]]
+        assert other.get("cache/nodeids", None) == ["t.py::1"]
+        other._merge_policies["cache/nodeids"] = policy
+        other.set("cache/nodeids", ["t.py::2"])
+        cache.set("cache/nodeids", ["t.py::3"])  # Rewritten behind the other's back...
+        other.set("cache/nodeids", ["t.py::4"])  # ...so this merge must read it again.
+        assert seen == [cacheprovider._UNCHANGED, ["t.py::3"]]
 
     @pytest.mark.layer("silent-fallback")
     def test_filesystem_without_locks_merges_unlocked_silently(

@@ -142,10 +142,10 @@ def _sweep_orphans(cachedir: Path, *, consider_orphaned_if_older_than: float) ->
 
     It looks beside the cache dir (directories of unpublished cache dirs),
     in it (claimed remains of ``--cache-clear``) and below ``v/`` (value
-    files being written).  Live entries are never touched (see
-    :func:`_is_orphan`), symlinks are not followed, the number of entries
-    looked at is bounded (see :func:`_iter_private_entries`), and each entry
-    is judged and removed by :func:`_sweep_entry`.
+    files being written).  Which entries are orphans :func:`_is_orphan`
+    decides (a live creator's only by age), symlinks are not followed, the
+    walk is bounded (see :func:`_iter_private_entries`), and each entry is
+    judged and removed by :func:`_sweep_entry`.
     """
     removed = 0
     for directory, recursive in (

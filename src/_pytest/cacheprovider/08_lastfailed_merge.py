@@ -81,6 +81,9 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+# The keys that get a merge policy (LFPlugin and NFPlugin below): only theirs
+# need a first signature, so a plugin's get is not stat'ed (or digested) twice.
+_MERGED_KEYS = frozenset({"cache/lastfailed", "cache/nodeids"})
 # Passed to a merge policy instead of the value on disk when the file has not been
 # rewritten since this session first read it (see Cache._getvaluepath).
 _UNCHANGED = object()
@@ -140,7 +143,7 @@ class Cache:
         check_ispytest(_ispytest)
         self._cachedir = cachedir
         self._config = config
-        # Per key, how a write merges (value on disk, value being set); see _store().
+        # Per key, how a write merges (value on disk, value being set); see _merge_store().
         self._merge_policies: dict[str, Callable[[object, object], object]] = {}
         self._lockfile = cachedir / "merge.lock"
         # Per key, the value file's signature before this session first read it.
@@ -165,7 +168,7 @@ class Cache:
             if len(self._value_paths) >= _CONFINED_MAX:
                 self._value_paths.clear()
             path = self._value_paths[key] = Path(self._value_file(key))
-        if key not in self._first_seen:
+        if key in _MERGED_KEYS and key not in self._first_seen:
             # Taken before the caller reads: if the signature is the same when a
             # merge writes, nobody rewrote the file since (compare-and-swap).
             self._first_seen[key] = _signature(path)

@@ -90,6 +90,7 @@ def _register_fork_handler() -> bool:
     return True
 
 
+# Assigned: the merge carries statements as definitions; True where fork() exists.
 _FORGETS_AFTER_FORK = _register_fork_handler()
 
 

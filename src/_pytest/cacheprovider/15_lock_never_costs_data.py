@@ -5,6 +5,7 @@ Bug: -  (no upstream release locks; the lock came with the lastfailed-merge laye
 Affects: the lastfailed-merge layer
 Needs: lastfailed-merge
 Replaces: _locked, _acquire, Cache._store
+Drops: _LOCK_ATTEMPTS
 
 The merge of ``lastfailed`` and ``nodeids`` took an OS lock on
 ``merge.lock`` and gave up the write when it could not: a ``merge.lock``

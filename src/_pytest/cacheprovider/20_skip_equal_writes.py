@@ -68,16 +68,15 @@ def _differs_for_sure(name: str, raw: bytes) -> bool:
     """Whether writing ``raw`` to the file ``name`` needs no comparison with the disk.
 
     True for a small value that differs from what this process last wrote
-    there or found there, and for a file that does not exist: writing it
-    cannot be redundant, except when another process happened to write the
-    very same bytes meanwhile (then it is written again, which is harmless).
+    there or found there: writing it cannot be redundant, except when another
+    process happened to write the very same bytes meanwhile (then it is
+    written again, which is harmless).  Otherwise the file is compared (a
+    missing one costs the failed open that an existence check would cost).
     """
     if len(raw) >= _SMALL:
         return False
     known = _LAST_BYTES.get(name)
-    if known is None:
-        return not os.access(name, os.F_OK)
-    return known != hash(raw)
+    return known is not None and known != hash(raw)
 
 
 def _write_atomic(path: Path | str, data: str) -> None:
@@ -88,8 +87,8 @@ def _write_atomic(path: Path | str, data: str) -> None:
     before the file's current content was written, so of concurrent writers
     the last one still wins; a skip needs the bytes on disk, read and
     compared, never a remembered state.  Merges (lastfailed, nodeids) call
-    this under their lock with the merged value, so they skip exactly when
-    the merge changes nothing.
+    this with the merged value, so they skip exactly when the merge changes
+    nothing.
     """
     raw = data.encode("UTF-8")
     name = os.fspath(path)

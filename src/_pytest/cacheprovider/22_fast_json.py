@@ -113,8 +113,10 @@ def _indented_container(
 def _indented(value: object, newline: str, depth: int) -> str | None:
     """``value`` as ``json.dumps(indent=2)`` writes it, ``newline`` being its line start.
 
-    None for anything but dicts with ``str`` keys, lists and plain scalars,
-    nested at most ``_MAX_NESTING`` deep: those are left to ``json.dumps``.
+    None for anything but dicts, lists, tuples and plain scalars of those
+    exact types, nested at most ``_MAX_NESTING`` deep, with ``str`` keys
+    wherever a dict is walked here (a flat one goes to the C encoder, keys
+    and all): the rest is left to ``json.dumps``.
     """
     if type(value) is str:
         return encode_basestring(value)
