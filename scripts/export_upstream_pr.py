@@ -1100,7 +1100,8 @@ def layer_tests(source_root: Path, fix: str) -> LayerTests:
     lines += ["import sys", "import pytest"]
     code = "\n".join(lines) + "\n"
     code += "".join(cst.Module(body=[]).code_for_node(n) for n in imports)
-    code += "\n\n" + "".join(helpers.values())
+    # Two blank lines before each helper, as the formatter wants them.
+    code += "".join("\n\n" + helper.lstrip("\n") for helper in helpers.values())
     code += "".join(
         "\n\n" + _node_code(overlay_merge._without_leading_lines(n)) for n in body
     )
