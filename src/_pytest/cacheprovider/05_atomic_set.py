@@ -76,7 +76,11 @@ def _write_new_bytes(path: str, raw: bytes) -> None:
         with Path(path).open("xb") as f:
             f.write(raw)
         return
-    fd = os.open(path, _NEW_FILE_FLAGS, 0o666)
+    _write_all(os.open(path, _NEW_FILE_FLAGS, 0o666), raw, path)
+
+
+def _write_all(fd: int, raw: bytes, path: str) -> None:
+    """Write ``raw`` to the open file ``fd``, then close it (errors propagate)."""
     try:
         written = os.write(fd, raw)
         while written < len(raw):  # A short write: go on until an error says why.
@@ -86,6 +90,24 @@ def _write_new_bytes(path: str, raw: bytes) -> None:
             written += more
     finally:
         os.close(fd)
+
+
+def _rewrite_in_place(path: str, raw: bytes) -> bool:
+    """Upstream's write: truncate the existing file ``path`` and write ``raw``.
+
+    False when the file cannot be opened for it (missing, not writable).
+    """
+    if _open_is_simulated():
+        with Path(path).open("r+b") as f:
+            f.truncate()
+            f.write(raw)
+        return True
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return False
+    _write_all(fd, raw, path)
+    return True
 
 
 def _discard_private_file(private: str) -> None:
@@ -120,7 +142,15 @@ def _write_private_sibling(target: str, raw: bytes) -> str:
 def _publish_bytes(path: Path | str, raw: bytes) -> None:
     """Replace the content of ``path`` with ``raw`` in one step (see :func:`_write_atomic`)."""
     target = os.fspath(path)
-    private = _write_private_sibling(target, raw)
+    try:
+        private = _write_private_sibling(target, raw)
+    except PermissionError:
+        # EACCES/EPERM: the folder takes no new file.  If the value file itself
+        # may be written, do as upstream does, which never warns there: rewrite
+        # it in place (no more atomic than upstream's write ever was).
+        if not _rewrite_in_place(target, raw):
+            raise
+        return
     try:
         _replace_file(private, target)
     except BaseException:
@@ -141,7 +171,10 @@ def _write_atomic(path: Path | str, data: str) -> None:
     private sibling (same directory, hence same filesystem), which then
     replaces ``path``; of concurrent writers the last one wins, whole.  The
     sibling never survives a failure; a killed process leaves it for the
-    orphan sweep.  The file gets plain ``open`` permissions.
+    orphan sweep.  The file gets plain ``open`` permissions.  Where the
+    folder takes no new file but the value file is writable, the value is
+    rewritten in place, as upstream always does: not atomic, but no warning
+    where upstream has none.
 
     Not a durability guarantee: nothing is fsync'ed, as upstream never did.
     """
