@@ -10,12 +10,11 @@ Debian's DEP-3 patch headers::
     Needs: -
     Replaces: Cache._ensure_cache_dir_and_supporting_files
 
-Layers apply in file order; a later layer may redefine what an earlier one
-defined (``merge(merge(u, L1), L2)``), never the reverse, and may drop an
-earlier layer's definition with an optional ``Drops:`` field.  ``Needs`` names the
-earlier layers whose definitions it uses; ``Replaces`` the definitions of
-upstream (on the default base) or of earlier layers that it redefines, which
-the build checks.  What a layer adds is read off the layer itself.
+Each layer owns the definitions it writes: no layer defines again what another
+layer defined (the series is refused), so a layer is read, reviewed and left
+out on its own.  ``Needs`` names the earlier layers whose definitions it uses;
+``Replaces`` the upstream definitions it replaces, which the build checks
+against each base.  What a layer adds is read off the layer itself.
 
 The selection (the PEP 517 config setting ``fixes``) is resolved per base
 release: what a selected layer needs is pulled in, and a layer whose fix the
@@ -42,7 +41,6 @@ LAYERS_DIR = (
 )
 LAYER_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
 HEADER_FIELDS = ("Fix", "Bug", "Affects", "Needs", "Replaces")
-OPTIONAL_FIELDS = ("Drops",)
 ALL = "all"
 # Longest selection suffix spelt out in the version (wheel file names stay short).
 MAX_LABEL = 60
@@ -65,7 +63,33 @@ class Layer:
     needs: tuple[str, ...]
     replaces: tuple[str, ...]
     source: str
-    drops: tuple[str, ...] = ()
+
+    @property
+    def defines(self) -> list[str]:
+        """The qualified names this layer defines (``name`` or ``Class.member``).
+
+        A class in a layer is partial: its members are what it defines.
+        """
+        names = []
+        for node in ast.parse(self.source).body:
+            if isinstance(node, ast.ClassDef):
+                names.extend(f"{node.name}.{n}" for n in _assigned(node.body))
+            else:
+                names.extend(_assigned([node]))
+        return names
+
+
+def _assigned(nodes: Iterable[ast.stmt]) -> list[str]:
+    """Names that functions and plain assignments among ``nodes`` define."""
+    names = []
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names.extend(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +147,7 @@ def parse_layer(path: Path) -> Layer:
     fields = {}
     for line in lines[1:]:
         key, sep, value = line.partition(":")
-        if sep and key in (*HEADER_FIELDS, *OPTIONAL_FIELDS):
+        if sep and key in HEADER_FIELDS:
             fields[key] = value.strip()
     missing = [key for key in HEADER_FIELDS if key not in fields]
     if missing:
@@ -138,14 +162,18 @@ def parse_layer(path: Path) -> Layer:
         needs=_names(fields["Needs"]),
         replaces=_names(fields["Replaces"]),
         source=source,
-        drops=_names(fields.get("Drops", "")),
     )
 
 
 def load_layers(directory: Path = LAYERS_DIR) -> list[Layer]:
-    """Every layer in ``directory``, in order; refuses an inconsistent series."""
+    """Every layer in ``directory``, in order; refuses an inconsistent series.
+
+    Refused: two layers fixing one bug, a ``Needs`` that is not an earlier
+    layer, and a layer defining (or replacing) what another layer defined.
+    """
     layers = [parse_layer(p) for p in sorted(directory.iterdir()) if p.suffix == ".py"]
     seen: dict[str, Layer] = {}
+    owner: dict[str, Layer] = {}
     for layer in layers:
         if layer.name in seen:
             raise LayerError(
@@ -156,6 +184,14 @@ def load_layers(directory: Path = LAYERS_DIR) -> list[Layer]:
                 raise LayerError(
                     f"{layer.path.name} needs {need!r}, which is not an earlier layer"
                 )
+        for name in (*layer.defines, *layer.replaces):
+            first = owner.get(name)
+            if first is not None and first is not layer:
+                raise LayerError(
+                    f"{layer.path.name} defines {name} again, which {first.path.name} "
+                    "defines: fold the change into that layer (each layer owns its definitions)"
+                )
+            owner[name] = layer
         seen[layer.name] = layer
     if not layers:
         raise LayerError(f"no layers in {directory}")
@@ -232,30 +268,15 @@ def select(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class Combined:
-    """The selected layers folded into one overlay."""
-
-    source: str
-    # Per layer, the qualified names the layers before it (in this selection) define.
-    defined_before: Mapping[str, frozenset[str]]
-
-
-def combine(layers: Sequence[Layer]) -> Combined:
-    """Fold the layers into one overlay, later definitions replacing earlier ones."""
+def combine(layers: Sequence[Layer]) -> str:
+    """The selected layers as one overlay (they define disjoint names)."""
     source = layers[0].source
-    defined = frozenset(overlay_merge.definition_fingerprints(source))
-    defined_before: dict[str, frozenset[str]] = {layers[0].name: frozenset()}
     for layer in layers[1:]:
-        defined_before[layer.name] = defined
         try:
-            if layer.drops:
-                source = overlay_merge.without_definitions(source, layer.drops)
             source = overlay_merge.merge(source, layer.source, partial=True).code
         except overlay_merge.MergeError as e:
             raise LayerError(f"{layer.path.name}: {e}") from None
-        defined = frozenset(overlay_merge.definition_fingerprints(source))
-    return Combined(source=source, defined_before=defined_before)
+    return source
 
 
 def describe(layers: Sequence[Layer]) -> str:

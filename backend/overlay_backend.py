@@ -86,9 +86,9 @@ and an installed regular package cannot have one module swapped in place.
 
 Rebuild and reinstall instead, it takes seconds:
     pip install .            (or: uv pip install .)
-or, to hack on the merged module, merge it into a pytest git checkout with
-    python backend/overlay_merge.py UPSTREAM/src/_pytest/cacheprovider.py src/_pytest/cacheprovider.py --write ...
-and install that checkout in editable mode.
+or, to read or hack on the merged module, print it for any base and selection
+    python backend/overlay_backend.py --base 9.2.0 [--fixes atomic-set] > cacheprovider.py
+and copy it into a pytest git checkout of that release installed in editable mode.
 """
 
 
@@ -233,15 +233,14 @@ def _check_fingerprints(
     base: str,
     result: overlay_merge.MergeResult,
     selection: layers.Selection | None = None,
-    combined: layers.Combined | None = None,
 ) -> None:
     """The merge must do exactly what was reviewed for this base.
 
     Every upstream definition it replaces must have the fingerprint recorded
     for ``base``; with every layer selected, every recorded one must be
-    replaced; each layer's ``Replaces`` must name definitions that upstream or
-    an earlier layer has; and what this base keeps of upstream's own must still
-    match the overlay definition it stands for.
+    replaced; a layer replaces nothing of upstream's that its ``Replaces``
+    does not name (a name upstream lacks on this base is added); and what a
+    base keeps must still match the overlay definition it stands for.
     """
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
@@ -267,28 +266,24 @@ def _check_fingerprints(
                 f"{name} is recorded as replaced for {base} but the overlay no longer replaces it"
             )
     keep = recorded["keep"]
-    if selection is not None and combined is not None:
-        for layer in selection.layers:
-            before = combined.defined_before[layer.name]
-            for name in layer.replaces:
-                if (
-                    name not in before
-                    and name not in result.replaced
-                    and name not in keep
-                ):
+    for layer in selection.layers if selection is not None else ():
+        declared = set(layer.replaces)
+        actual = {n for n in layer.defines if n in result.replaced}
+        for name in sorted(declared - set(layer.defines)):
+            problems.append(f"layer {layer.path.name} names {name} in Replaces but does not define it")
+        for name in sorted(actual - declared):
+            problems.append(
+                f"layer {layer.path.name} replaces upstream's {name} without naming it in Replaces"
+            )
+        if isinstance(keep, dict):
+            overlay = overlay_merge.definition_fingerprints(layer.source)
+            for name, reviewed in sorted(keep.items()):
+                if name in overlay and overlay[name] != reviewed:
                     problems.append(
-                        f"layer {layer.path.name} replaces {name}, which neither upstream pytest "
-                        f"{base} nor an earlier layer defines (misspelt, or a Needs missing?)"
+                        f"the overlay's {name} changed since {base} was reviewed to keep upstream's own "
+                        f"(fingerprint {overlay[name]}, reviewed {reviewed}): check that upstream's "
+                        f"still does what the overlay's does now, then record the new fingerprint"
                     )
-    if isinstance(keep, dict) and combined is not None:
-        overlay = overlay_merge.definition_fingerprints(combined.source)
-        for name, reviewed in sorted(keep.items()):
-            if name in overlay and overlay.get(name) != reviewed:
-                problems.append(
-                    f"the overlay's {name} changed since {base} was reviewed to keep upstream's own "
-                    f"(fingerprint {overlay.get(name)}, reviewed {reviewed}): check that upstream's "
-                    f"still does what the overlay's does now, then record the new fingerprint"
-                )
     if problems:
         raise BuildError(
             "the overlay does not fit upstream pytest "
@@ -298,22 +293,17 @@ def _check_fingerprints(
         )
 
 
-def _overlay_for(base: str, selection: layers.Selection) -> tuple[str, layers.Combined]:
-    """The selected layers as one overlay, less what this base already has right ('keep').
-
-    ``keep`` maps each dropped overlay definition to its fingerprint when
-    upstream's own was reviewed as equivalent: a later change to a dropped
-    definition stops the build for that base instead of silently missing it.
-    """
+def _overlay_for(base: str, selection: layers.Selection) -> str:
+    """The selected layers as one overlay, less what this base already has right ('keep')."""
     entry = _load_bases()["bases"]
     assert isinstance(entry, dict)
     try:
         combined = layers.combine(selection.layers)
     except layers.LayerError as e:
         raise BuildError(f"cannot combine the layers: {e}") from None
-    defined = overlay_merge.definition_fingerprints(combined.source)
+    defined = overlay_merge.definition_fingerprints(combined)
     keep = [name for name in entry[base]["keep"] if name in defined]
-    return overlay_merge.without_definitions(combined.source, keep), combined
+    return overlay_merge.without_definitions(combined, keep)
 
 
 def merged_module(
@@ -322,12 +312,12 @@ def merged_module(
     """Merge the selected layers (default: all) into ``upstream_source`` of ``base``, checked."""
     if selection is None:
         selection = _selection(base, None)
-    overlay, combined = _overlay_for(base, selection)
+    overlay = _overlay_for(base, selection)
     try:
         result = overlay_merge.merge(upstream_source, overlay)
     except overlay_merge.MergeError as e:
         raise BuildError(f"cannot merge the overlay into pytest {base}: {e}") from None
-    _check_fingerprints(base, result, selection, combined)
+    _check_fingerprints(base, result, selection)
     return result
 
 
@@ -465,20 +455,51 @@ def build_sdist(
     return filename
 
 
+def _upstream_module(base: str) -> str:
+    """Upstream's ``_pytest/cacheprovider.py`` of ``base``, from its wheel on the package index.
+
+    The wheel is downloaded once into ``$XDG_CACHE_HOME/pytest-fork-bases``
+    (``~/.cache``) with pip, and never imported.
+    """
+    import subprocess
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "pytest-fork-bases" / base
+    wheels = sorted(folder.glob(f"pytest-{base}-*.whl"))
+    if not wheels:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+            + ["--only-binary", ":all:", "--dest", str(folder), f"pytest==={base}"],
+            check=True,
+        )
+        wheels = sorted(folder.glob(f"pytest-{base}-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        return wheel.read(MODULE).decode("utf-8")
+
+
 def _cli(argv: list[str]) -> int:
-    """``python backend/overlay_backend.py merged BASE UPSTREAM.py``: print a base's merge report."""
-    if len(argv) != 3 or argv[0] != "merged":
-        print("usage: overlay_backend.py merged BASE UPSTREAM_CACHEPROVIDER.py")
-        return 2
-    base, upstream = argv[1], Path(argv[2])
-    overlay, combined = _overlay_for(base, _selection(base, None))
-    result = overlay_merge.merge(upstream.read_text(encoding="utf-8"), overlay)
-    entry = _load_bases()["bases"]
-    assert isinstance(entry, dict)
-    defined = overlay_merge.definition_fingerprints(combined.source)
-    keep = {name: defined.get(name) for name in entry[base]["keep"]}
-    report = {"replaces": result.replaced, "adds": result.added, "keep": keep}
-    print(json.dumps(report, indent=2))
+    """Print the merged module, or what the merge replaced and added (``--report``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python backend/overlay_backend.py",
+        description="Print _pytest/cacheprovider.py as the build merges it: upstream's "
+        "module of the base release (from the package index) with the selected layers.",
+    )
+    parser.add_argument("--base", default=None, help="base release (default: the default base)")
+    parser.add_argument("--fixes", default="all", help="layers, comma-separated (as -C fixes=...)")
+    parser.add_argument("--report", action="store_true", help="print what was replaced and added instead")
+    args = parser.parse_args(argv)
+    base = _base({"base": args.base} if args.base else None)
+    try:
+        result = merged_module(base, _upstream_module(base), _selection(base, {"fixes": args.fixes}))
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.report:
+        print(json.dumps({"replaces": result.replaced, "adds": result.added}, indent=2))
+    else:
+        sys.stdout.write(result.code)
     return 0
 
 

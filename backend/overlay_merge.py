@@ -20,6 +20,9 @@ Run as a script to merge two files and print the report::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
 import hashlib
@@ -155,6 +158,93 @@ def _with_blank_lines(node: cst.CSTNode, count: int) -> _Definition:
     return _with_leading_lines(
         node, [*(cst.EmptyLine(indent=False) for _ in range(count)), *lines]
     )
+
+
+def _replacing(old: cst.CSTNode, new: cst.CSTNode) -> _Definition:
+    """``new`` in the place of ``old``: the overlay's own comments if it has any, else old's."""
+    lines = _leading_lines(new)
+    if any(line.comment is not None for line in lines):
+        blank = 0
+        for line in _leading_lines(old):
+            if line.comment is not None:
+                break
+            blank += 1
+        return _with_blank_lines(new, blank)
+    return _with_leading_lines(new, _leading_lines(old))
+
+
+def _names_used(node: cst.CSTNode) -> set[str]:
+    """The plain names a definition reads (its own name included)."""
+    return {n.value for n in _descendants(node) if isinstance(n, cst.Name)}
+
+
+def _attributes_used(node: cst.CSTNode) -> set[str]:
+    """The attribute names a class member reads (``self.x``, ``cls.x``, ``Cache.x``)."""
+    return {
+        n.attr.value for n in _descendants(node) if isinstance(n, cst.Attribute)
+    }
+
+
+def _descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        yield current
+        pending.extend(current.children)
+
+
+def _hooks_end(body: Sequence[cst.CSTNode]) -> int:
+    """Where new hooks go: after upstream's ``pytest_configure``, else at the end."""
+    for i, node in enumerate(body):
+        if _definition_name(node) == "pytest_configure":
+            return i + 1
+    return len(body)
+
+
+def _placed(
+    body: list[cst.CSTNode],
+    new: Mapping[str, cst.CSTNode],
+    used_by: Callable[[cst.CSTNode], set[str]],
+    *,
+    end: int,
+) -> list[cst.CSTNode]:
+    """``body`` with each new definition just before its first user, so it reads top-down.
+
+    A definition that only other new definitions use goes before the first
+    user of those; one nothing uses (a hook) goes at ``end``.  New definitions
+    that share a place keep the overlay's order.  Top-level functions and
+    classes get two blank lines before them, members one.
+    """
+    uses = {name: used_by(node) - {name} for name, node in new.items()}
+    place = {name: end for name in new}
+    for i, node in enumerate(body):
+        for name in used_by(node) & new.keys():
+            place[name] = min(place[name], i)
+    changed = True
+    while changed:  # A helper of a helper goes where its user goes, or earlier.
+        changed = False
+        for user, names in uses.items():
+            for name in names & new.keys():
+                if place[user] < place[name]:
+                    place[name] = place[user]
+                    changed = True
+    result: list[cst.CSTNode] = []
+    for i in range(len(body) + 1):
+        for name, node in new.items():
+            if place[name] == i:
+                result.append(_spaced(node, top_level=used_by is _names_used))
+        if i < len(body):
+            result.append(body[i])
+    return result
+
+
+def _spaced(node: cst.CSTNode, *, top_level: bool) -> _Definition:
+    """``node`` with the blank lines ruff's formatter wants before it where it is placed."""
+    if not top_level:
+        return _with_blank_lines(node, 1)
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+        return _with_blank_lines(node, 2)
+    return _with_blank_lines(node, 1)
 
 
 @dataclasses.dataclass
@@ -342,6 +432,7 @@ def _merge_class(
     if not isinstance(cls.body, cst.IndentedBlock):
         raise MergeError(f"upstream class {cls.name.value!r} has no indented body")
     body = list(cls.body.body)
+    new_members: dict[str, cst.CSTNode] = {}
     index_of = {
         name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None
     }
@@ -362,7 +453,7 @@ def _merge_class(
             replaced[qualname] = fingerprint(
                 _code(upstream, _without_leading_lines(old))
             )
-            body[index_of[name]] = _with_leading_lines(node, _leading_lines(old))
+            body[index_of[name]] = _replacing(old, node)
         else:
             if isinstance(node, cst.SimpleStatementLine) and isinstance(
                 node.body[0], cst.AnnAssign
@@ -370,8 +461,9 @@ def _merge_class(
                 raise MergeError(
                     f"{qualname}: new annotated class attributes are not merged (they would add dataclass fields)"
                 )
-            body.append(_with_blank_lines(node, 1))
+            new_members[name] = _with_blank_lines(node, 1)
             added.append(qualname)
+    body = _placed(body, new_members, _attributes_used, end=len(body))
     return cls.with_changes(body=cls.body.with_changes(body=body))
 
 
@@ -397,11 +489,10 @@ def merge(
     positions = {
         name: i for i, n in enumerate(body) if (name := _definition_name(n)) is not None
     }
-    new_nodes: list[cst.CSTNode] = []
+    new_nodes: dict[str, cst.CSTNode] = {}
     for name, node in overlay.top_level.items():
         if name not in positions:
-            # The overlay's own spacing and comments, but two blank lines before the first.
-            new_nodes.append(node if new_nodes else _with_blank_lines(node, 2))
+            new_nodes[name] = node
             added.append(name)
             continue
         old = body[positions[name]]
@@ -419,20 +510,12 @@ def merge(
                 f"overlay {name!r} is not the same kind of definition as upstream's"
             )
         replaced[name] = fingerprint(_code(upstream, _without_leading_lines(old)))
-        body[positions[name]] = _with_leading_lines(node, _leading_lines(old))
+        body[positions[name]] = _replacing(old, node)
 
     if new_nodes and partial:
-        body.extend(new_nodes)
+        body.extend(new_nodes.values())
     elif new_nodes:
-        first_def = next(
-            (
-                i
-                for i, n in enumerate(body)
-                if isinstance(n, (cst.FunctionDef, cst.ClassDef))
-            ),
-            len(body),
-        )
-        body[first_def:first_def] = new_nodes
+        body = _placed(body, new_nodes, _names_used, end=_hooks_end(body))
 
     body, imports_added = _merge_imports(upstream, body, overlay.imports)
     if partial:

@@ -1,31 +1,118 @@
-"""Publish race: xdist workers creating ``.pytest_cache`` at once crash.
+"""Creating ``.pytest_cache``: concurrent creators crash, and its permissions are wrong.
 
 Fix: publish-race
-Bug: #12381 (closed; fixed upstream in 8.2.2 by #12408, which has no regression test)
-Affects: 8.2.0, 8.2.1
+Bug: #12381, #12308 (both closed: fixed in 8.2.2 without a test, and in 8.2.1 by flipping the process umask)
+Affects: 8.2.0, 8.2.1 (Directory not empty); 8.2.0 (mode 0700); 8.2.1 and later (the umask is set twice, process-wide)
 Needs: -
-Replaces: Cache._ensure_cache_dir_and_supporting_files
+Replaces: _make_cachedir, Cache._ensure_cache_dir_and_supporting_files
 
 pytest 8.2.0 builds the cache dir in a private ``pytest-cache-files-*`` sibling
-and renames it into place.  When several processes create it at once, every
-rename after the first fails with ENOTEMPTY (EEXIST elsewhere) and the session
-fixture that called ``config.cache.mkdir()`` errors.  The loser of that race
-has nothing to do: the winner's directory is complete.  This layer is the
-minimal fork of 8.2.0: only the publish step changes.
+and renames it into place.  When several processes (xdist workers) create it at
+once, every rename after the first fails with ENOTEMPTY (EEXIST elsewhere) and
+the session fixture that called ``config.cache.mkdir()`` errors (#12381).  The
+sibling comes from ``tempfile``, mode 0700, so the published directory is
+private to its creator (#12308); 8.2.1 repaired the mode by reading the umask
+the only way there is, setting it and setting it back, which changes it for
+every thread of the process meanwhile.
+
+Here the loser of the race goes on with the winner's directory, and the
+sibling is made with a plain ``mkdir`` and plain ``open``: it gets what the
+umask gives any directory or file, and the umask is never touched.  A path
+that exists and is no directory is named in the error instead of a bare errno.
+
+The private name says who made it (``<prefix><owner>-<pid>-<token>``): every
+private entry the cache makes carries it, so that the leftovers of a killed
+process can be told from the work of a live one (see the orphan sweep).
 """
 
+from __future__ import annotations
+
 import errno
+import functools
+import hashlib
+import random
+import shutil
 import sys
+
+
+# Every private entry of the cache starts with this: directories beside the
+# cache dir while it is being published, files in it while a value is written.
+_PRIVATE_PREFIX = "pytest-cache-files-"
+_UNIQUE_NAME_ATTEMPTS = 10
+# Stands for "owner unknown" in a private name (no /proc): such entries are
+# judged by age only.  A real owner id is longer, so never equal.
+_NO_OWNER_ID = "x"
+# Hex digits written as the letters a-p, so that nothing takes an owner id for a pid.
+_HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+
+CACHEDIR_FILES: dict[str, bytes] = {
+    "README.md": README_CONTENT.encode("utf-8"),
+    ".gitignore": b"# Created by pytest automatically.\n*\n",
+    "CACHEDIR.TAG": CACHEDIR_TAG_CONTENT,
+}
+
+
+def _owner_id() -> str:
+    """A short id of this process's PID namespace on this boot of this host.
+
+    Two processes with the same id compare pids meaningfully; any other pair
+    cannot (a dev container beside its host, two machines over NFS).  It is
+    :data:`_NO_OWNER_ID` where it cannot be established: no ``/proc`` (macOS,
+    Windows), or a ``/proc`` of another PID namespace (its ``self`` is not us).
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            boot_id = f.read().strip()
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return _NO_OWNER_ID
+        namespace = os.readlink("/proc/self/ns/pid").encode()
+        host = os.uname().nodename.encode("utf-8", "surrogateescape")
+    except (OSError, AttributeError):  # No usable /proc; no os.uname (Windows).
+        return _NO_OWNER_ID
+    if not boot_id:
+        return _NO_OWNER_ID
+    # blake2b: sha256's first use initializes OpenSSL, which costs more than this.
+    digest = hashlib.blake2b(b"\0".join((boot_id, namespace, host)), digest_size=5)
+    return digest.hexdigest().translate(_HEX_TO_LETTERS)
+
+
+@functools.lru_cache(maxsize=1)
+def _name_start(pid: int) -> str:
+    """``<prefix><owner id>-<pid>-``; keyed by pid, so a forked child gets its own."""
+    return f"{_PRIVATE_PREFIX}{_owner_id()}-{pid}-"
+
+
+def _private_leaf() -> str:
+    """A fresh private name, ``<prefix><owner id>-<pid>-<token>``."""
+    # random, not secrets: the name must be unlikely, not unguessable (creation is
+    # exclusive), and pytest has imported random already.
+    return f"{_name_start(os.getpid())}{random.getrandbits(32):08x}"
+
+
+def _make_private_dir(parent: Path) -> Path:
+    """Create an empty private directory in ``parent`` with plain ``mkdir`` permissions."""
+    for _ in range(_UNIQUE_NAME_ATTEMPTS):
+        path = parent / _private_leaf()
+        try:
+            path.mkdir()
+        except FileExistsError:  # EEXIST: token collision, draw another one.
+            continue
+        return path
+    raise FileExistsError(
+        errno.EEXIST,
+        f"no unused private name after {_UNIQUE_NAME_ATTEMPTS} attempts",
+        str(parent),
+    )
 
 
 def _lost_publish_race(error: OSError, target: Path) -> bool:
     """Whether renaming a directory onto ``target`` failed because another process won.
 
     POSIX ``rename(2)`` refuses to replace a non-empty directory with ENOTEMPTY
-    (Linux, macOS) or EEXIST (other systems allowed by POSIX); Windows refuses
-    any existing target with EEXIST, or with access denied while the winner's
-    directory is being used.  Either way the error only means a lost race when
-    ``target`` now is a directory: the winner's, complete.
+    (Linux, macOS) or EEXIST (other systems POSIX allows); Windows refuses any
+    existing target with EEXIST, or with access denied while the winner's
+    directory is in use.  It only means a lost race when ``target`` now is a
+    directory: the winner's, complete.
     """
     lost_race_errnos = {errno.ENOTEMPTY, errno.EEXIST}
     if sys.platform == "win32":
@@ -33,34 +120,39 @@ def _lost_publish_race(error: OSError, target: Path) -> bool:
     return error.errno in lost_race_errnos and target.is_dir()
 
 
+def _make_cachedir(target: Path) -> None:
+    """Create the cache directory ``target`` with its supporting files, atomically.
+
+    Concurrency invariant: ``target`` only ever appears complete.  Every process
+    fills a private sibling and publishes it with one rename; the first rename
+    wins, and a loser discards its sibling and goes on with the winner's
+    directory (#12381).  However this ends, the sibling is gone when it returns;
+    only a killed process leaves one behind.  Modes are what a plain ``mkdir``
+    and ``open`` give (#12308); the process umask is never changed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _make_private_dir(target.parent)
+    try:
+        for name, content in CACHEDIR_FILES.items():
+            with (staging / name).open("xb") as f:
+                f.write(content)
+        staging.rename(target)
+    except OSError as e:
+        if _lost_publish_race(e, target):
+            return
+        if os.path.lexists(target) and not target.is_dir():
+            raise NotADirectoryError(
+                errno.ENOTDIR,
+                "the cache directory path exists and is not a directory",
+                str(target),
+            ) from e
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 class Cache:
     def _ensure_cache_dir_and_supporting_files(self) -> None:
-        """Create the cache dir and its supporting files, unless it exists.
-
-        The directory is filled under a private name and published by one
-        rename; a process that loses that race to another keeps the winner's
-        directory and lets its own be removed (#12381).
-        """
-        if self._cachedir.is_dir():
-            return
-        self._cachedir.parent.mkdir(parents=True, exist_ok=True)
-        supporting = {
-            "README.md": README_CONTENT.encode("UTF-8"),
-            ".gitignore": b"# Created by pytest automatically.\n*\n",
-            "CACHEDIR.TAG": CACHEDIR_TAG_CONTENT,
-        }
-        with tempfile.TemporaryDirectory(
-            prefix="pytest-cache-files-", dir=self._cachedir.parent
-        ) as name:
-            staging = Path(name)
-            for filename, content in supporting.items():
-                (staging / filename).write_bytes(content)
-            try:
-                staging.rename(self._cachedir)
-            except OSError as e:
-                if not _lost_publish_race(e, self._cachedir):
-                    raise
-            else:
-                # The context manager removes whatever has the private name on
-                # exit: leave it an empty directory instead of an error.
-                staging.mkdir()
+        """Publish the cache dir unless it exists (see :func:`_make_cachedir`)."""
+        if not self._cachedir.is_dir():
+            _make_cachedir(self._cachedir)

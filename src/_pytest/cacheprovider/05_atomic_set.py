@@ -1,189 +1,245 @@
-"""Atomic ``Cache.set``: a concurrent ``get`` sees a torn value and returns the default.
+"""``Cache.set`` writes in place: a concurrent ``get`` sees a torn value and returns the default.
 
 Fix: atomic-set
 Bug: -  (proposed upstream as #12410, closed unmerged: "still a good idea for multi pytest invocations")
 Affects: every release
-Needs: permissions
-Replaces: Cache.set
+Needs: publish-race
+Replaces: Cache.get, Cache.set
 
-Upstream truncates the value file and writes it in place, so a reader in
+Every release truncates the value file and writes it in place, so a reader in
 another process (an xdist worker, a second session) can read an empty or
-half-written file and silently get the default.  Here the value is written
-to a private sibling and renamed over the file: readers see the old value or
-the new one, whole.  The write goes straight to ``os.open``/``os.write`` and
-the value's directory is created once per process, so that an atomic set
-costs less than upstream's in-place one.
+half-written file and silently get the default.  Here the value is written to
+a private file in the cache dir and renamed over the value file: readers see
+the old value or the new one, whole.  The replaced file keeps what the in-place
+write kept (mode, owner, group, a symlink written through), a full disk falls
+back to the in-place write, and a value whose bytes are on disk already is not
+written again (every session sets ``cache/nodeids`` and ``cache/stepwise``,
+mostly to what they hold).  Node ids that are not valid UTF-8 (a test file
+whose name is not) are written as JSON escapes instead of failing the write.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
+import functools
+import stat
 import time
+from typing import Any
 
 
-_WINDOWS_REPLACE_ATTEMPTS = 20
-_RETRY_DELAY = 0.05
-# Flags of a private file: it must not exist yet; binary on Windows.  (os.open
-# makes descriptors non-inheritable by itself.)
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-# pathlib's own Path.open, as imported: anything else there simulates I/O.
-_PATHLIB_OPEN = Path.open
-# Directories of values that this process created or found (see Cache.set).
-_MADE_DIRS: set[str] = set()
-_MADE_DIRS_MAX = 1024
-# Times set() makes a folder it made in this very call again when it vanished
-# before the write; the vanishing-parent layer raises it.
-_VANISHED_FOLDER_RETRIES = 0
+# Windows refuses to open or replace a file while another process replaces or
+# reads it (access denied); the other side is done within moments.
+_WINDOWS_ATTEMPTS = 20
+_WINDOWS_DELAY = 0.01
+# Times set() makes a value's folder again when a concurrent clear took it.
+_SET_ATTEMPTS = 5
+# Below this size the hash of the last bytes written is kept, so that a value
+# known to differ is written without reading the file first.
+_SMALL = 1 << 16
+# Errors creating or writing the private file after which the value is
+# rewritten in place, as every release does: a full disk or quota, a folder
+# that takes no new file, or an owner or group this process cannot give.
+_IN_PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM})
 
 
-def _open_is_simulated() -> bool:
-    """Whether ``Path.open`` has been replaced, by a test simulating I/O failures.
+def _encode(value: object) -> bytes:
+    """The bytes of a value file: indented JSON, UTF-8.
 
-    Upstream's own tests (``test_cache_writefail_warns``) and ours make a
-    write fail or stall by patching ``Path.open``; while it is patched, the
-    cache's file I/O goes through it, as upstream's does.  Otherwise the
-    cache uses ``os.open``, which skips the layers of a file object.
+    A string that is not valid Unicode (a lone surrogate, from a file name that
+    is not UTF-8) cannot be encoded as UTF-8: then the whole value is written
+    with JSON escapes, which read back to the same strings.
     """
-    return Path.open is not _PATHLIB_OPEN
-
-
-def _replace_file(source: str, target: str) -> None:
-    """``os.replace``, retried while a Windows reader holds ``target`` open.
-
-    Windows refuses to replace a file another process has open (EACCES); the
-    reader closes it within moments, so a bounded number of retries suffices.
-    Everywhere else ``os.replace`` is atomic and never needs a retry.
-    """
-    if sys.platform == "win32":
-        for _ in range(_WINDOWS_REPLACE_ATTEMPTS - 1):
-            try:
-                os.replace(source, target)
-            except PermissionError:
-                time.sleep(_RETRY_DELAY)
-            else:
-                return
-    os.replace(source, target)  # Last attempt (or only one): errors propagate.
-
-
-def _write_new_bytes(path: str, raw: bytes) -> None:
-    """Create the file ``path``, which must not exist, holding ``raw``.
-
-    Plain ``open`` permissions (0o666 filtered by the umask).  Write and
-    close errors propagate (ENOSPC, EDQUOT, EIO on a network filesystem).
-    """
-    if _open_is_simulated():
-        with Path(path).open("xb") as f:
-            f.write(raw)
-        return
-    _write_all(os.open(path, _NEW_FILE_FLAGS, 0o666), raw, path)
-
-
-def _write_all(fd: int, raw: bytes, path: str) -> None:
-    """Write ``raw`` to the open file ``fd``, then close it (errors propagate)."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
     try:
-        written = os.write(fd, raw)
-        while written < len(raw):  # A short write: go on until an error says why.
-            more = os.write(fd, memoryview(raw)[written:])
-            if not more:
-                raise OSError(errno.EIO, "the file takes no more bytes", path)
-            written += more
-    finally:
-        os.close(fd)
+        return text.encode("UTF-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=2).encode("ascii")
 
 
-def _rewrite_in_place(path: str, raw: bytes) -> bool:
-    """Upstream's write: truncate the existing file ``path`` and write ``raw``.
+def _write_all(f: Any, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered file ``f`` (short writes go on)."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
 
-    False when the file cannot be opened for it (missing, not writable).
+
+def _followed(path: Path, link: os.stat_result) -> tuple[Path, os.stat_result | None]:
+    """The file a write to the symlink ``path`` goes to, and its status.
+
+    The link is followed where the kernel's ``protected_symlinks`` rule would
+    follow it in a sticky folder: it belongs to us or to the folder's owner.
+    Otherwise the link itself is replaced, so that nobody who may write a
+    shared cache folder can make pytest write elsewhere.
     """
-    if _open_is_simulated():
-        with Path(path).open("r+b") as f:
-            f.truncate()
-            f.write(raw)
-        return True
+    if sys.platform == "win32" or link.st_uid not in (
+        os.geteuid(),
+        os.stat(path.parent).st_uid,
+    ):
+        return path, link
+    target = Path(os.path.realpath(path))
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0))
-    except OSError:
-        return False
-    _write_all(fd, raw, path)
-    return True
+        return target, os.stat(target)
+    except FileNotFoundError:  # A dangling link: the write creates its target.
+        return target, None
 
 
-def _discard_private_file(private: str) -> None:
-    """Remove a private file of ours that will not be published."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(private)
+def _rewrite_in_place(path: Path, data: bytes) -> None:
+    """The in-place write of every release, without its torn or truncated file.
 
-
-def _write_private_sibling(target: str, raw: bytes) -> str:
-    """Write ``raw`` to a new private file beside ``target``; return its name.
-
-    On failure nothing of it is left behind.
+    The new bytes overwrite the old ones and the file is then cut to length;
+    when that fails (a full disk while the file grows), the old bytes, which fit
+    where they were, are put back, and the error propagates.
     """
-    directory = os.path.dirname(target)
-    for _ in range(_UNIQUE_NAME_ATTEMPTS):
-        private = os.path.join(directory, _private_leaf())
+    with path.open("r+b", buffering=0) as f:
+        old = f.read()
         try:
-            _write_new_bytes(private, raw)
-        except FileExistsError:  # EEXIST (from the O_EXCL open): not ours, draw again.
+            f.seek(0)
+            _write_all(f, data)
+            f.truncate()
+        except OSError:
+            f.seek(0)
+            _write_all(f, old)
+            f.truncate()
+            raise
+
+
+def _write_private(folder: Path, data: bytes, old: os.stat_result | None) -> Path:
+    """Write ``data`` to a new private file in ``folder``, with ``old``'s mode, owner and group.
+
+    A new value (``old`` is None) gets plain ``open`` permissions.  Nothing of
+    the private file is left when this fails.
+    """
+    for _ in range(_UNIQUE_NAME_ATTEMPTS):
+        private = folder / _private_leaf()
+        try:
+            f = private.open("xb", buffering=0)
+        except FileExistsError:  # EEXIST: token collision, draw another one.
             continue
+        try:
+            with f:
+                if old is not None and sys.platform != "win32":
+                    os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
+                    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                        os.fchown(f.fileno(), old.st_uid, old.st_gid)
+                _write_all(f, data)
         except BaseException:
-            _discard_private_file(private)
+            with contextlib.suppress(OSError):
+                private.unlink()
             raise
         return private
     raise FileExistsError(
         errno.EEXIST,
         f"no unused private name after {_UNIQUE_NAME_ATTEMPTS} attempts",
-        directory,
+        str(folder),
     )
 
 
-def _publish_bytes(path: Path | str, raw: bytes) -> None:
-    """Replace the content of ``path`` with ``raw`` in one step (see :func:`_write_atomic`)."""
-    target = os.fspath(path)
+def _replace(private: Path, target: Path) -> None:
+    """``os.replace``, retried while a Windows reader holds ``target`` open."""
+    for _ in range(_WINDOWS_ATTEMPTS - 1 if sys.platform == "win32" else 0):
+        try:
+            os.replace(private, target)
+        except PermissionError:
+            time.sleep(_WINDOWS_DELAY)
+        else:
+            return
+    os.replace(private, target)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data`` (False if it cannot be read)."""
     try:
-        private = _write_private_sibling(target, raw)
-    except PermissionError:
-        # EACCES/EPERM: the folder takes no new file.  If the value file itself
-        # may be written, do as upstream does, which never warns there: rewrite
-        # it in place (no more atomic than upstream's write ever was).
-        if not _rewrite_in_place(target, raw):
-            raise
-        return
-    try:
-        _replace_file(private, target)
-    except BaseException:
-        _discard_private_file(private)
-        raise
+        with path.open("rb", buffering=0) as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
 
 
-def _dumps(value: object) -> str:
-    """The text of a value file: indented JSON that keeps non-ASCII characters."""
-    return json.dumps(value, ensure_ascii=False, indent=2)
-
-
-def _write_atomic(path: Path | str, data: str) -> None:
-    """Replace the content of ``path`` with ``data`` in one step.
+def _write_atomic(
+    path: Path, data: bytes, private_folder: Path, written: dict[Path, int]
+) -> None:
+    """Replace the content of ``path`` with ``data`` in one step, unless it holds it already.
 
     Concurrency invariant: a reader in any process sees the previous complete
-    content or the new complete content, never a part.  The data goes to a
-    private sibling (same directory, hence same filesystem), which then
-    replaces ``path``; of concurrent writers the last one wins, whole.  The
-    sibling never survives a failure; a killed process leaves it for the
-    orphan sweep.  The file gets plain ``open`` permissions.  Where the
-    folder takes no new file but the value file is writable, the value is
-    rewritten in place, as upstream always does: not atomic, but no warning
-    where upstream has none.
+    content or the new one, never a part; of concurrent writers the last one
+    wins, whole.  The data goes to a private file in ``private_folder`` (the
+    cache dir: same filesystem, and where the orphan sweep looks), which then
+    replaces ``path``.  A skipped write is one whose bytes were read on disk
+    just now; ``written`` (hashes of the small values this process wrote, by
+    path) only tells which files need no reading because they differ.
 
-    Not a durability guarantee: nothing is fsync'ed, as upstream never did.
+    What the in-place write of every release kept, this keeps: the file's mode,
+    group and owner (where the process may give them; otherwise, and on a full
+    disk, it rewrites in place as those releases do), and a symlink is written
+    through to its target (see :func:`_followed`), replaced beside it; a hard
+    link is not written through.  Not durable: nothing is fsync'ed, as never.
     """
-    _publish_bytes(path, data.encode("UTF-8"))
+    try:
+        old: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        old = None
+    if old is not None and stat.S_ISLNK(old.st_mode):
+        target, old = _followed(path, old)
+        if target != path:  # Written through: the private file goes beside the target.
+            path, private_folder = target, target.parent
+    if old is not None and old.st_size == len(data):
+        known = written.get(path)
+        if (known is None or known == hash(data)) and _holds(path, data):
+            return
+    try:
+        private = _write_private(private_folder, data, old)
+    except OSError as e:
+        if old is None or e.errno not in _IN_PLACE_ERRNOS:
+            raise
+        _rewrite_in_place(path, data)
+    else:
+        try:
+            _replace(private, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                private.unlink()
+            raise
+    if len(data) < _SMALL:
+        written[path] = hash(data)
 
 
 class Cache:
+    @functools.cached_property
+    def _made_folders(self) -> set[Path]:
+        """Folders of values this session made or found: set() makes each once."""
+        return set()
+
+    @functools.cached_property
+    def _written(self) -> dict[Path, int]:
+        """Hashes of the small values this session wrote, by path (see :func:`_write_atomic`)."""
+        return {}
+
+    def get(self, key: str, default: Any) -> Any:
+        """Return the value saved under ``key``, or ``default`` if there is none.
+
+        A value that cannot be read or decoded counts as none.
+
+        :param key:
+            A ``/`` separated name that stays inside the cache directory;
+            start it with your plugin's or application's name.
+        :param default:
+            What to return for a missing or unreadable value.
+        """
+        path = self._getvaluepath(key)
+        attempts = _WINDOWS_ATTEMPTS if sys.platform == "win32" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                with path.open("rb") as f:
+                    return json.loads(f.read())
+            except PermissionError:  # Windows: a concurrent replace, for a moment.
+                if attempt < attempts:
+                    time.sleep(_WINDOWS_DELAY)
+            except (OSError, ValueError):  # ENOENT, EISDIR...; corrupt or not UTF-8.
+                return default
+        return default
+
     def set(self, key: str, value: object) -> None:
-        """Save ``value`` under ``key``, replacing the file in one step.
+        """Save ``value`` under ``key``, replacing the value file in one step.
 
         A reader in another process, such as an xdist worker or a concurrent
         session, gets the old value or the new one, never a partial file.
@@ -196,39 +252,30 @@ class Cache:
             Anything the :mod:`json` module can encode: basic types and
             nested lists and dicts of them.
         """
-        path = self._value_file(key)
-        directory = os.path.dirname(path)
-        # A folder only remembered as made may have gone since (--cache-clear
-        # elsewhere, rm -rf): then it is made again, once.
-        retries = _VANISHED_FOLDER_RETRIES + (directory in _MADE_DIRS)
-        while True:
-            if directory not in _MADE_DIRS:
+        self._write_value(self._getvaluepath(key), _encode(value))
+
+    def _write_value(self, path: Path, data: bytes) -> None:
+        """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`), or warn.
+
+        When a concurrent ``--cache-clear`` takes the folder between making it
+        and writing into it, both are done again: the value is written after
+        the clear, as if ``set`` had come a moment later.
+        """
+        for attempt in range(1, _SET_ATTEMPTS + 1):
+            if path.parent not in self._made_folders:
                 try:
-                    self._mkdir(Path(directory))
+                    self._mkdir(path.parent)
                 except OSError as exc:
-                    self.warn(
-                        f"could not create cache path {path}: {exc}", _ispytest=True
-                    )
+                    self.warn(f"could not create cache path {path}: {exc}", _ispytest=True)
                     return
-                if len(_MADE_DIRS) >= _MADE_DIRS_MAX:
-                    _MADE_DIRS.clear()
-                _MADE_DIRS.add(directory)
+                self._made_folders.add(path.parent)
             try:
-                self._store(key, path, value)
+                _write_atomic(path, data, self._cachedir, self._written)
             except FileNotFoundError as exc:  # ENOENT: the folder went meanwhile.
-                _MADE_DIRS.discard(directory)
-                if retries > 0:
-                    retries -= 1
+                self._made_folders.discard(path.parent)
+                if attempt < _SET_ATTEMPTS:
                     continue
                 self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
             except OSError as exc:
                 self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
             return
-
-    def _value_file(self, key: str) -> str:
-        """The name of the file holding ``key``'s value: what ``set`` writes to."""
-        return os.fspath(self._getvaluepath(key))
-
-    def _store(self, key: str, path: str, value: object) -> None:
-        """Write ``value`` as the content of ``path``, atomically."""
-        _write_atomic(path, _dumps(value))

@@ -1,0 +1,308 @@
+"""Overlapping sessions overwrite each other's ``lastfailed`` and ``nodeids``.
+
+Fix: lastfailed-merge
+Bug: #6423 (closed upstream: "a concurrent cache should be a separate plugin")
+Affects: every release
+Needs: atomic-set
+Replaces: LFPlugin.pytest_runtest_logreport, LFPlugin.pytest_collectreport, LFPlugin.pytest_sessionfinish, NFPlugin.pytest_sessionfinish, pytest_configure
+
+Each session reads ``cache/lastfailed`` when it starts and writes its whole
+view when it ends, so of two overlapping sessions (IDE and terminal, tox envs
+in parallel) the last to finish erases the other's failures, and a test that
+crashed its xdist worker is forgotten the same way.  Here a session owns the
+entries of the tests it ran or collected; every other entry stays as it is on
+disk.  The write is a compare-and-swap under an OS lock on ``merge.lock``: the
+file is merged only when its signature changed since the session read it.
+A lock never costs data: when it cannot be had the value is written unlocked
+and silently, as every release writes it.  A corrupt ``lastfailed``, which
+every release keeps for ever once all tests pass, is rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterator
+import contextlib
+import functools
+import hashlib
+import stat
+import time
+
+
+_MERGED_KEYS = ("cache/lastfailed", "cache/nodeids")
+# Seconds waited for one lock holder that does not let go; the wait restarts
+# while the lock changes hands (the queue moves), up to a hard cap.
+_LOCK_PATIENCE = 3.0
+_LOCK_MAX_WAIT = 30.0
+_LOCK_DELAY = 0.05
+# Times the lock is taken again when merge.lock was replaced or deleted under us.
+_LOCK_REOPEN_ATTEMPTS = 5
+# How long after its last change a file's timestamps cannot tell two versions
+# apart: whole-second mtimes (FAT's 2 s and some clock skew), finer ones (a
+# clock tick many times over): git's "racily clean" rule.
+_RACY_WINDOW_NS = 3_000_000_000
+_FINE_RACY_WINDOW_NS = 100_000_000
+
+
+def _signature(path: Path) -> object:
+    """Identity of the file at ``path``: equal only if its content did not change.
+
+    ext4 hands a freed inode number straight back, and coarse timestamps make a
+    same-size rewrite within one tick look identical, so a file changed within
+    its racy window is identified by a digest of its content instead.  None for
+    no file; an unreadable racy file gets a signature equal to no other.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
+        return None
+    window = (
+        _RACY_WINDOW_NS if st.st_mtime_ns % 1_000_000_000 == 0 else _FINE_RACY_WINDOW_NS
+    )
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= window:
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    try:
+        with path.open("rb") as f:
+            digest = hashlib.blake2b(f.read(), digest_size=8).digest()
+    except OSError:
+        return object()
+    return (digest, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _open_lock(lockfile: Path) -> int:
+    """Open ``lockfile`` for locking, creating it; never through a symlink.
+
+    ``O_NOFOLLOW`` keeps the lock in the cache dir, ``O_NONBLOCK`` keeps a FIFO
+    from blocking.  A file we may not write (read-only, another user's) is
+    opened read-only, which ``flock`` locks just as well.  ``OSError`` when it
+    cannot be opened or is no regular file.
+    """
+    flags = os.O_CREAT
+    for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC"):
+        flags |= getattr(os, name, 0)
+    try:
+        fd = os.open(lockfile, os.O_RDWR | flags, 0o666)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        fd = os.open(lockfile, os.O_RDONLY | flags, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(lockfile))
+    return fd
+
+
+def _try_lock(fd: int) -> bool:
+    """Try once to lock ``fd`` exclusively; False if another process holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EDEADLK):  # Locked elsewhere.
+                return False
+            raise
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # EWOULDBLOCK: locked elsewhere.
+        return False
+    return True
+
+
+def _lock_stamp(fd: int) -> tuple[int, int]:
+    """The lock file's timestamps: every holder touches them when it takes the lock."""
+    st = os.fstat(fd)
+    return (st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _acquire(fd: int, *, patience: float) -> str | None:
+    """Lock ``fd``; None once it is held, otherwise why the caller goes on unlocked.
+
+    Waits ``patience`` seconds since the lock last changed hands, and never
+    longer than ``_LOCK_MAX_WAIT`` in all.  Any error of the lock call means no
+    locks here: ENOLCK (NFS without a lock daemon), EOPNOTSUPP (some FUSE
+    filesystems), EBADF (NFS emulates flock with write locks), or anything else.
+    """
+    start = time.monotonic()
+    deadline = start + patience
+    stamp = _lock_stamp(fd)
+    while True:
+        try:
+            if _try_lock(fd):
+                if os.utime in os.supports_fd:  # Waiters see the queue move.
+                    with contextlib.suppress(OSError):  # A read-only lock file.
+                        os.utime(fd)
+                return None
+        except OSError as e:
+            return f"locks unavailable ({e})"
+        now = time.monotonic()
+        seen = _lock_stamp(fd)
+        if seen != stamp:  # Another process had its turn.
+            stamp, deadline = seen, now + patience
+        if now >= min(deadline, start + _LOCK_MAX_WAIT):
+            return f"held by another process for {now - start:.1f} s"
+        time.sleep(_LOCK_DELAY)
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not replaced or deleted since opened)."""
+    try:
+        at_path = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+
+@contextlib.contextmanager
+def _locked(lockfile: Path, *, patience: float) -> Iterator[str | None]:
+    """Hold an exclusive lock on ``lockfile``; yield None, or why it is not held.
+
+    Either way the caller goes on: unlocked, it does what every release does.
+    An OS lock (``flock``, ``msvcrt.locking``) is released when its holder
+    dies.  A lock on a file no longer at ``lockfile`` excludes nobody, so it is
+    taken again on the new file, a bounded number of times.
+    """
+    for _ in range(_LOCK_REOPEN_ATTEMPTS):
+        try:
+            fd = _open_lock(lockfile)
+        except OSError as e:
+            yield f"cannot open it ({e})"
+            return
+        try:
+            unlocked = _acquire(fd, patience=patience)
+            if unlocked is None and not _is_file_at(fd, lockfile):
+                continue  # Closing releases the lock on the stale file.
+            yield unlocked
+            return
+        finally:
+            os.close(fd)
+    yield f"replaced {_LOCK_REOPEN_ATTEMPTS} times while being locked"
+
+
+class Cache:
+    @functools.cached_property
+    def _signatures(self) -> dict[str, object]:
+        """Per merged key, the value file's signature before this session read it."""
+        return {}
+
+    @functools.cached_property
+    def _lock_patience(self) -> float:
+        """How long a merge waits for a stuck lock: once per session, then not again."""
+        return _LOCK_PATIENCE
+
+    def _unchanged(self, key: str) -> bool:
+        """Whether nobody rewrote ``key``'s file since this session read it."""
+        return _signature(self._getvaluepath(key)) == self._signatures.get(key, ())
+
+    def _merge_write(
+        self, key: str, value: object, merge: Callable[[object], object]
+    ) -> None:
+        """Write ``value`` for ``key``, merged with what others wrote since this session read it.
+
+        Concurrency invariant: under the lock, a file whose signature is what it
+        was before this session read it is replaced by ``value``; otherwise by
+        ``merge(value on disk)``, so that of sessions finishing together none
+        loses what it owns.  A file that holds these bytes already is left
+        alone, unlocked.  Without the lock the same is written unlocked, traced
+        for ``PYTEST_DEBUG=1`` and never warned about: every release writes
+        unlocked, silently.
+        """
+        path = self._getvaluepath(key)
+        data = _encode(value)
+        if _holds(path, data):
+            return
+        self._ensure_cache_dir_and_supporting_files()
+        with _locked(self._cachedir / "merge.lock", patience=self._lock_patience) as why:
+            if not self._unchanged(key):
+                data = _encode(merge(self.get(key, None)))
+            self._write_value(path, data)
+        if why is not None:
+            self._lock_patience = 0.0
+            self._config.trace.root.get("cache")(f"merged {key} unlocked: {why}")
+
+
+class LFPlugin:
+    @functools.cached_property
+    def _owned(self) -> set[str]:
+        """Node ids whose lastfailed entry this session decided: its own in a merge."""
+        return set()
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        # pytest 9.2 keys lastfailed by report.id (a NodeId), earlier releases by nodeid.
+        key = getattr(report, "id", report.nodeid)
+        if (report.when == "call" and report.passed) or report.skipped:
+            self.lastfailed.pop(key, None)
+        elif report.failed:
+            self.lastfailed[key] = True
+        self._owned.add(str(key))  # Every report, an xdist worker's crash included.
+
+    def pytest_collectreport(self, report: CollectReport) -> None:
+        key = getattr(report, "id", report.nodeid)
+        if report.outcome not in ("passed", "skipped"):
+            self.lastfailed[key] = True
+            self._owned.add(str(key))
+        elif key in self.lastfailed:
+            children = [getattr(item, "id", item.nodeid) for item in report.result]
+            self.lastfailed.pop(key)
+            self.lastfailed.update((child, True) for child in children)
+            self._owned.update(map(str, (key, *children)))
+
+    def pytest_sessionfinish(self, session: Session) -> None:
+        """Write the entries this session owns into lastfailed; repair a corrupt one."""
+        config = self.config
+        if config.getoption("cacheshow") or hasattr(config, "workerinput"):
+            return
+        cache = config.cache
+        assert cache is not None
+        ours = {str(nodeid): failed for nodeid, failed in self.lastfailed.items()}
+        key = "cache/lastfailed"
+        if not self._owned and cache._unchanged(key):
+            # Nothing to write, and the file is as read, unless it held no JSON.
+            path = cache._getvaluepath(key)
+            if ours or cache.get(key, None) is not None or not path.exists():
+                return
+
+        def merge(on_disk: object) -> object:
+            merged = dict(on_disk) if isinstance(on_disk, dict) else {}
+            for nodeid in self._owned:
+                if nodeid in ours:
+                    merged[nodeid] = ours[nodeid]
+                else:
+                    merged.pop(nodeid, None)
+            return merged
+
+        cache._merge_write(key, ours, merge)
+
+
+class NFPlugin:
+    def pytest_sessionfinish(self) -> None:
+        """Write the node ids this session knows, united with those on disk."""
+        config = self.config
+        if config.getoption("cacheshow") or hasattr(config, "workerinput"):
+            return
+        if config.getoption("collectonly"):
+            return
+        assert config.cache is not None
+        ours = sorted(str(nodeid) for nodeid in self.cached_nodeids)
+
+        def merge(on_disk: object) -> object:
+            known = on_disk if isinstance(on_disk, list) else []
+            return sorted({n for n in known if isinstance(n, str)}.union(ours))
+
+        config.cache._merge_write("cache/nodeids", ours, merge)
+
+
+@hookimpl(tryfirst=True)
+def pytest_configure(config: Config) -> None:
+    """Create the cache and register the last-failed and new-first plugins."""
+    config.cache = cache = Cache.for_config(config, _ispytest=True)
+    # Taken before the plugins read them: equal at the end, nobody rewrote them.
+    for key in _MERGED_KEYS:
+        cache._signatures[key] = _signature(cache._getvaluepath(key))
+    config.pluginmanager.register(LFPlugin(config), "lfplugin")
+    config.pluginmanager.register(NFPlugin(config), "nfplugin")
