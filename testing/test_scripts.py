@@ -1,7 +1,8 @@
-"""Tests of the scripts: matrix, bisect predicate, stress runner and the scenario registry.
+"""Tests of the tools: matrix, bisect predicate, stress runner, scenario harness, entry scripts.
 
-All fast tests are offline: no env is built and no registry is asked (envs and
-scenario runs are replaced by fakes). The one slow test runs the real matrix.
+What a user sees: verdicts, tables, summaries, exit statuses. All fast tests are
+offline: no env is built and no registry is asked (envs and scenario runs are
+replaced by fakes). The one slow test runs the real matrix.
 """
 
 from __future__ import annotations
@@ -18,23 +19,14 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-import bisect_run  # noqa: E402
-import envs  # noqa: E402
-import matrix  # noqa: E402
-import scenarios  # noqa: E402
-import stress  # noqa: E402
-
-
-MATRIX = {
-    "mkdir-race",
-    "permissions",
-    "torn-read",
-    "cache-clear-late-worker",
-    "crash-leftovers",
-    "lastfailed-lost-update",
-    "umask-flip",
-}
-N = len(MATRIX)
+from forktools import bisect as bisect_run  # noqa: E402
+from forktools import envs  # noqa: E402
+from forktools import matrix  # noqa: E402
+from forktools import report  # noqa: E402
+from forktools import scenarios  # noqa: E402
+from forktools import stress  # noqa: E402
+from forktools.matrix import versions  # noqa: E402
+from forktools.scenarios import harness  # noqa: E402
 
 
 #: mkdir-race as measured: the summary must read as in the README.
@@ -46,39 +38,14 @@ MKDIR_VERDICTS: dict[str, scenarios.Verdict] = {
     "9.2.0": "good",
     "fork": "good",
 }
+N = len(scenarios.MATRIX_SCENARIOS)
 
 
 def fake_outcome(verdict: scenarios.Verdict) -> scenarios.Outcome:
     return scenarios.Outcome(verdict, f"pretend {verdict}")
 
 
-class TestScenarioRegistry:
-    def test_matrix_has_its_scenarios_each_with_a_runner(self) -> None:
-        assert set(scenarios.MATRIX_SCENARIOS) == MATRIX
-        assert len(scenarios.MATRIX_SCENARIOS) == N
-        for name in MATRIX:
-            scenario = scenarios.SCENARIOS[name]
-            assert scenario.name == name
-            assert callable(scenario.runner)
-            assert scenario.in_matrix
-
-    def test_kill_random_is_for_stress_only(self) -> None:
-        assert "kill-random" in scenarios.SCENARIOS
-        assert "kill-random" not in scenarios.MATRIX_SCENARIOS
-
-    @pytest.mark.parametrize(
-        "name",
-        [
-            n
-            for n in dir(scenarios)
-            if n.endswith(
-                ("_CONFTEST", "_TESTS", "_WRITER", "_READER", "_TEST_A", "_TEST_B")
-            )
-        ],
-    )
-    def test_generated_project_files_compile(self, name: str) -> None:
-        compile(getattr(scenarios, name), name, "exec")
-
+class TestScenarioHarness:
     def test_unknown_scenario_is_a_key_error(self, tmp_path: Path) -> None:
         with pytest.raises(KeyError, match="no-such"):
             scenarios.run_scenario("no-such", Path(sys.executable), tmp_path / "w")
@@ -92,7 +59,7 @@ class TestScenarioRegistry:
     def test_harness_crash_is_error_never_bad(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        def explode(ctx: scenarios.RunContext) -> scenarios.Outcome:
+        def explode(ctx: harness.RunContext) -> scenarios.Outcome:
             raise RuntimeError("harness bug")
 
         monkeypatch.setitem(
@@ -119,17 +86,15 @@ class TestScenarioRegistry:
         assert "still running after" in outcome.detail
 
     def test_summary_line_counts(self) -> None:
-        run = scenarios.PytestRun(
+        run = harness.PytestRun(
             "x", 1, "....\n==== 2 passed, 6 errors, 1 warning in 1.23s ====\n"
         )
         assert run.counts() == {"passed": 2, "error": 6}
-        assert scenarios.PytestRun("x", 0, "8 passed in 0.5s\n").counts() == {
-            "passed": 8
-        }
-        assert scenarios.PytestRun("x", 2, "no summary").counts() == {}
+        assert harness.PytestRun("x", 0, "8 passed in 0.5s\n").counts() == {"passed": 8}
+        assert harness.PytestRun("x", 2, "no summary").counts() == {}
 
     def test_findings_rank_bad_over_error_over_good(self) -> None:
-        findings = scenarios.Findings()
+        findings = harness.Findings()
         assert findings.outcome().verdict == "good"
         findings.errors.append("barrier timed out")
         assert findings.outcome().verdict == "error"
@@ -142,7 +107,7 @@ class TestScenarioRegistry:
         (tmp_path / "pytest-cache-files-abc").mkdir()
         (tmp_path / ".pytest_cache" / "v" / "k").mkdir(parents=True)
         (tmp_path / ".pytest_cache" / "v" / "k" / "pytest-cache-files-1-x").touch()
-        found = scenarios.leftovers(tmp_path)
+        found = harness.leftovers(tmp_path)
         assert [p.name for p in found] == [
             "pytest-cache-files-1-x",
             "pytest-cache-files-abc",
@@ -157,10 +122,31 @@ class TestScenarioRegistry:
         monkeypatch.setenv(
             "TOX_ENV_DIR", "/repo/.tox/py311"
         )  # moves pytest's cache dir
-        env = scenarios.child_env({"SCENARIO_ROLE": "A"})
+        env = harness.child_env({"SCENARIO_ROLE": "A"})
         assert not [k for k in env if k.startswith(("PYTEST_", "TOX_"))]
         assert "PYTHONPATH" not in env
         assert env["SCENARIO_ROLE"] == "A"
+
+    def test_a_project_is_copied_whole_with_the_barrier(self, tmp_path: Path) -> None:
+        """Later projects replace earlier files; every trial gets the barrier module."""
+        harness.write_project(tmp_path, "lastfailed", "nodeids")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == [
+            "barrier",
+            "barriers.py",
+            "conftest.py",
+            "pytest.ini",
+            "test_a.py",
+            "test_b.py",
+        ]
+        assert "def test_a_passes" in (tmp_path / "test_a.py").read_text()
+
+    def test_a_real_scenario_gives_a_verdict(self, tmp_path: Path) -> None:
+        """umask-flip run by this interpreter: the fork never changes the umask."""
+        outcome = scenarios.run_scenario(
+            "umask-flip", Path(sys.executable), tmp_path / "w", timeout=120
+        )
+        assert outcome == scenarios.Outcome("good", "umask never changed")
 
 
 class TestVersionSelection:
@@ -170,12 +156,12 @@ class TestVersionSelection:
     )  # fmt: skip
 
     def test_range_is_8_1_0_to_newest_9_oldest_first_releases_only(self) -> None:
-        assert matrix.select_versions(list(self.AVAILABLE)) == [
+        assert versions.select_versions(list(self.AVAILABLE)) == [
             "8.1.1", "8.1.2", "8.2.0", "8.2.1", "8.2.2", "8.4.2", "8.10.0", "9.0.0", "9.1.1", "9.2.0",
         ]  # fmt: skip
 
     def test_order_is_numeric_not_lexical(self) -> None:
-        assert matrix.select_versions(["8.10.0", "8.9.0", "8.1.0"]) == [
+        assert versions.select_versions(["8.10.0", "8.9.0", "8.1.0"]) == [
             "8.1.0",
             "8.9.0",
             "8.10.0",
@@ -189,24 +175,24 @@ class TestVersionSelection:
             "8.2.0b1",
             "8.2.0.post1",
         ):
-            assert matrix.release_key(version) is None
-        assert matrix.release_key("8.2.0") == (8, 2, 0)
+            assert versions.release_key(version) is None
+        assert versions.release_key("8.2.0") == (8, 2, 0)
 
     def test_pip_index_output_is_parsed(self) -> None:
         output = "pytest (9.2.0)\nAvailable versions: 9.2.0, 9.1.1, 8.1.2\n  INSTALLED: 9.0.3\n"
-        assert matrix.parse_pip_index(output) == ["9.2.0", "9.1.1", "8.1.2"]
-        with pytest.raises(matrix.RegistryError):
-            matrix.parse_pip_index("ERROR: No matching distribution found for pytest")
+        assert versions.parse_pip_index(output) == ["9.2.0", "9.1.1", "8.1.2"]
+        with pytest.raises(versions.RegistryError):
+            versions.parse_pip_index("ERROR: No matching distribution found for pytest")
 
     def test_default_versions_end_with_fork(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(
-            matrix, "registry_versions", lambda package="pytest": list(self.AVAILABLE)
+            versions, "registry_versions", lambda package="pytest": list(self.AVAILABLE)
         )
-        versions = matrix.default_versions()
-        assert versions[0] == "8.1.1"
-        assert versions[-2:] == ["9.2.0", "fork"]
+        found = versions.default_versions()
+        assert found[0] == "8.1.1"
+        assert found[-2:] == ["9.2.0", "fork"]
 
 
 class TestMatrix:
@@ -260,7 +246,7 @@ class TestMatrix:
 
     def test_progress_goes_to_stdout(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Progress is not an error, and tox shows stderr in red."""
-        matrix.Progress()("building 8.2.0")
+        report.Progress()("building 8.2.0")
         out, err = capsys.readouterr()
         assert err == ""
         assert out.endswith("s] building 8.2.0\n")
@@ -515,8 +501,10 @@ class TestStress:
         ]
         assert stress.main(argv) == 1
         out = capsys.readouterr().out
-        assert out.splitlines()[2].split() == ["mkdir-race", "3", "3", "0", "0"]
-        assert out.splitlines()[3].split() == ["torn-read", "3", "0", "3", "0"]
+        lines = out.splitlines()
+        assert lines[1].split() == ["scenario", "trials", "good", "bad", "error"]
+        assert lines[2].split() == ["mkdir-race", "3", "3", "0", "0"]
+        assert lines[3].split() == ["torn-read", "3", "0", "3", "0"]
         assert "torn-read: 3x pretend bad" in out
         assert ("mkdir-race", 8) in seen
 
@@ -529,15 +517,6 @@ class TestEnvs:
         first = envs.fork_source_hash(tmp_path)
         (tmp_path / "src" / "m.py").write_text("a = 2\n")
         assert envs.fork_source_hash(tmp_path) != first
-
-    def test_fork_without_its_backend_is_a_clear_error(self, tmp_path: Path) -> None:
-        (tmp_path / "pyproject.toml").write_text(
-            '[build-system]\nbuild-backend = "overlay_backend"\nbackend-path = ["backend"]\n'
-        )
-        with pytest.raises(
-            envs.EnvError, match=r"backend/overlay_backend\.py is missing"
-        ):
-            envs.ensure_env("fork", root=tmp_path / "cache", repo=tmp_path)
 
 
 @pytest.mark.slow
@@ -564,7 +543,7 @@ def test_matrix_on_8_2_0_and_fork(tmp_path: Path) -> None:
         ("8.2.0", "mkdir-race")
     ]
     fork = {name: v for (version, name), v in verdicts.items() if version == "fork"}
-    assert set(fork) == MATRIX
+    assert set(fork) == set(scenarios.MATRIX_SCENARIOS)
     assert {name: v for name, v in fork.items() if v[0] != "good"} == {}
 
 
@@ -573,3 +552,50 @@ def test_fork_spec_can_name_a_base() -> None:
     assert envs.fork_base("fork@9.2.0") == "9.2.0"
     assert envs.is_fork("fork@9.2.0") and envs.is_fork("fork")
     assert not envs.is_fork("9.2.0")
+
+
+class TestEntryScripts:
+    """The commands of the README and tox, run as a user runs them, from elsewhere."""
+
+    @pytest.mark.parametrize(
+        ("script", "argv", "code", "said"),
+        [
+            ("matrix.py", ["--versions", "8.2.0,latest"], 2, "not a pytest version"),
+            ("stress.py", ["--scenarios", "nope"], 2, "unknown scenarios: nope"),
+            ("bisect_run.py", ["--scenario", "nope"], 128, "aborting the bisection"),
+            ("mutations.py", ["--base", "0.0.1"], 2, "unsupported base 0.0.1"),
+            ("bench.py", ["--rounds", "0"], 2, "must be at least 1"),
+            ("envs.py", [], 2, "the following arguments are required"),
+        ],
+    )
+    def test_usage_errors(
+        self, tmp_path: Path, script: str, argv: list[str], code: int, said: str
+    ) -> None:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPTS / script), *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == code, done.stderr
+        assert said in done.stderr
+
+    def test_bisect_outside_a_work_tree_aborts(self, tmp_path: Path) -> None:
+        """``git bisect run python /path/scripts/bisect_run.py`` runs from any directory."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPTS / "bisect_run.py"),
+                "--scenario",
+                "mkdir-race",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 128, done.stderr
+        assert "is not inside a git work tree" in done.stderr

@@ -1,0 +1,45 @@
+"""Outermost wrappers around the hooks where the cache plugin reads lastfailed
+(configure: the plugin reads it as it registers; session start), writes it
+(session finish) and sweeps (unconfigure): wall and CPU seconds of each, and the
+peak memory of the process, written to ``BENCH_OUT`` at the very end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Generator
+import json
+import os
+import resource
+import time
+from typing import Any
+
+import pytest
+
+
+TIMES: dict[str, float] = {}
+
+
+def _timed(name: str) -> Callable[..., Generator[None, Any, Any]]:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def hook(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            return (yield)
+        finally:
+            TIMES[name] = TIMES.get(name, 0.0) + time.perf_counter() - start
+            TIMES[name + "_cpu"] = (
+                TIMES.get(name + "_cpu", 0.0) + time.process_time() - cpu
+            )
+            if name == "unconfigure":
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                TIMES["maxrss_kb"] = usage.ru_maxrss
+                with open(os.environ["BENCH_OUT"], "w") as f:
+                    json.dump(TIMES, f)
+
+    return hook
+
+
+pytest_configure = _timed("configure")
+pytest_sessionstart = _timed("sessionstart")
+pytest_sessionfinish = _timed("sessionfinish")
+pytest_unconfigure = _timed("unconfigure")
