@@ -102,8 +102,10 @@ def read_hooks(config: str) -> list[Hook]:
                 if value.startswith("["):
                     deps += [d.strip().strip("\"'") for d in value[1:-1].split(",")]
                     continue
-                while index < len(lines) and lines[index].strip().startswith(
-                    ("- ", "#")
+                while (
+                    index < len(lines)
+                    and len(lines[index]) - len(lines[index].lstrip()) > indent
+                    and lines[index].strip().startswith(("- ", "#"))
                 ):
                     item = lines[index].strip()
                     index += 1
