@@ -9,32 +9,15 @@ from __future__ import annotations
 
 import sys
 
-from forktools.envs import DEFAULT_ROOT
 from forktools.envs import DROP_DAC
 from forktools.envs import ensure_env
 from forktools.envs import EnvError
-from forktools.envs import FORK
-from forktools.envs import fork_base
-from forktools.envs import fork_source_hash
-from forktools.envs import installed_version
-from forktools.envs import is_fork
 from forktools.envs import main
+
+
+__all__ = ["DROP_DAC", "XDIST_VERSION", "EnvError", "ensure_env"]
 from forktools.envs import XDIST_VERSION
 
-
-__all__ = [
-    "DEFAULT_ROOT",
-    "DROP_DAC",
-    "FORK",
-    "XDIST_VERSION",
-    "EnvError",
-    "ensure_env",
-    "fork_base",
-    "fork_source_hash",
-    "installed_version",
-    "is_fork",
-    "main",
-]
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -6,27 +6,11 @@ path and ``import scenarios``; this keeps that import working.
 
 from __future__ import annotations
 
-from forktools.scenarios import add_run_options
-from forktools.scenarios import DEFAULT_BARRIER_TIMEOUT
-from forktools.scenarios import DEFAULT_TIMEOUT
-from forktools.scenarios import DEFAULT_WORKERS
 from forktools.scenarios import MATRIX_SCENARIOS
 from forktools.scenarios import Outcome
 from forktools.scenarios import run_scenario
-from forktools.scenarios import Scenario
 from forktools.scenarios import SCENARIOS
 from forktools.scenarios import Verdict
 
 
-__all__ = [
-    "DEFAULT_BARRIER_TIMEOUT",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_WORKERS",
-    "MATRIX_SCENARIOS",
-    "SCENARIOS",
-    "Outcome",
-    "Scenario",
-    "Verdict",
-    "add_run_options",
-    "run_scenario",
-]
+__all__ = ["MATRIX_SCENARIOS", "SCENARIOS", "Outcome", "Verdict", "run_scenario"]

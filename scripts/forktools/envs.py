@@ -301,16 +301,21 @@ def installed_version(version: str, *, root: Path = DEFAULT_ROOT) -> str | None:
     return marker.get("installed") if marker else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build (or reuse) the envs named on the command line and print their interpreters."""
-    parser = argparse.ArgumentParser(description="Build or reuse cached pytest envs.")
-    parser.add_argument("versions", nargs="+", help="pytest releases, or 'fork'")
+def add_root_option(parser: argparse.ArgumentParser) -> None:
+    """``--root``: where the cached envs live."""
     parser.add_argument(
         "--root",
         type=Path,
         default=DEFAULT_ROOT,
-        help="cache directory (default: %(default)s)",
+        help="env cache (default: %(default)s)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or reuse) the envs named on the command line and print their interpreters."""
+    parser = argparse.ArgumentParser(description="Build or reuse cached pytest envs.")
+    parser.add_argument("versions", nargs="+", help="pytest releases, or 'fork'")
+    add_root_option(parser)
     parser.add_argument(
         "--xdist",
         default=XDIST_VERSION,

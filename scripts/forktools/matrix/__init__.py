@@ -89,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel jobs (default: %(default)s)",
     )
     scenarios.add_run_options(parser)
-    parser.add_argument(
-        "--root",
-        type=Path,
-        default=envs.DEFAULT_ROOT,
-        help="env cache (default: %(default)s)",
-    )
+    envs.add_root_option(parser)
     parser.add_argument(
         "--keep",
         action="store_true",

@@ -97,12 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="base seed of kill-random (default: random)",
     )
-    parser.add_argument(
-        "--root",
-        type=Path,
-        default=envs.DEFAULT_ROOT,
-        help="env cache (default: %(default)s)",
-    )
+    envs.add_root_option(parser)
     parser.add_argument(
         "--keep-failures", action="store_true", help="keep work dirs of failed trials"
     )
