@@ -27,8 +27,9 @@ from forktools.bench.running import run_pytest
 def lastfailed_100k(bench: Bench) -> list[Result]:
     """Session start and end, and the whole process, with 100,000 lastfailed entries.
 
-    ``session-start`` is the CPU time of ``pytest_configure`` (where the cache
-    plugin reads lastfailed) and ``pytest_sessionstart``: the target of issue 17.
+    ``session-start`` is the CPU time from the first ``pytest_configure``
+    implementation (the cache plugin reads lastfailed in its own) to the end of
+    ``pytest_sessionstart``: the target of issue 17.
     The wall times are kept for insight.
     """
     seed = lastfailed_seed()
@@ -40,8 +41,8 @@ def lastfailed_100k(bench: Bench) -> list[Result]:
         hooks, seconds = _lastfailed_run(bench, env, seed_text, expected)
         figures = {
             "session-end": hooks["sessionfinish"] + hooks["unconfigure"],
-            "session-start": hooks["configure"] + hooks["sessionstart"],
-            "session-start-cpu": hooks["configure_cpu"] + hooks["sessionstart_cpu"],
+            "session-start": hooks["start"],
+            "session-start-cpu": hooks["start_cpu"],
             "whole-process": seconds,
         }
         for variant, figure in figures.items():

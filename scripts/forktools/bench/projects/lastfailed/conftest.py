@@ -1,7 +1,12 @@
-"""Outermost wrappers around the hooks where the cache plugin reads lastfailed
-(configure: the plugin reads it as it registers; session start), writes it
-(session finish) and sweeps (unconfigure): wall and CPU seconds of each, and the
-peak memory of the process, written to ``BENCH_OUT`` at the very end."""
+"""Times of the hooks where the cache plugin reads lastfailed (configure: the
+plugin reads it as it registers; session start), writes it (session finish) and
+sweeps (unconfigure): wall and CPU seconds of each, and the peak memory of the
+process, written to ``BENCH_OUT`` at the very end.
+
+Outermost wrappers time the session hooks. ``pytest_configure`` is a historic
+hook, which takes no wrapper: the session start is timed from its first
+implementation to the end of ``pytest_sessionstart``.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ def _timed(name: str) -> Callable[..., Generator[None, Any, Any]]:
             TIMES[name + "_cpu"] = (
                 TIMES.get(name + "_cpu", 0.0) + time.process_time() - cpu
             )
+            if name == "sessionstart":
+                # The session start: configure, the session, pytest_sessionstart.
+                TIMES["start"] = time.perf_counter() - TIMES["began"]
+                TIMES["start_cpu"] = time.process_time() - TIMES["began_cpu"]
             if name == "unconfigure":
                 usage = resource.getrusage(resource.RUSAGE_SELF)
                 TIMES["maxrss_kb"] = usage.ru_maxrss
@@ -39,7 +48,13 @@ def _timed(name: str) -> Callable[..., Generator[None, Any, Any]]:
     return hook
 
 
-pytest_configure = _timed("configure")
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure() -> None:
+    # Registered after pytest's own plugins, so called before their tryfirst ones.
+    TIMES["began"] = time.perf_counter()
+    TIMES["began_cpu"] = time.process_time()
+
+
 pytest_sessionstart = _timed("sessionstart")
 pytest_sessionfinish = _timed("sessionfinish")
 pytest_unconfigure = _timed("unconfigure")
