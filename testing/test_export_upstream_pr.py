@@ -486,3 +486,31 @@ def test_cli_skip_checks_on_a_fake_checkout(
     assert (out / f"pr-{slug}.md").is_file()
     # A second run needs --replace.
     assert cli.main([str(checkout), "--skip-checks", "--only", slug]) == 1
+
+
+def test_two_blank_lines_after_bodies() -> None:
+    code = "def f():\n    pass\n\n# note\nX = 1\n\n# other\nY = 2\n"
+    assert testcode.two_blank_lines_after_bodies(code) == (
+        "def f():\n    pass\n\n\n# note\nX = 1\n\n# other\nY = 2\n"
+    )
+
+
+def test_outcomes_from_junit(tmp_path: Path) -> None:
+    from export import testruns
+
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="testing.test_cacheprovider" name="test_a[1]"/>'
+        '<testcase classname="testing.test_cacheprovider" name="test_a[2]">'
+        '<failure message="x"/></testcase>'
+        '<testcase classname="testing.test_cacheprovider.TestX" name="test_b">'
+        '<skipped message="no xdist"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    ids = [
+        "testing/test_cacheprovider.py::test_a",
+        "testing/test_cacheprovider.py::TestX::test_b",
+        "testing/test_cacheprovider.py::test_c",
+    ]
+    assert testruns.outcomes(report, ids) == {ids[0]: "FAILED", ids[1]: "SKIPPED"}

@@ -41,7 +41,8 @@ class CheckResult:
 
     @classmethod
     def failed(cls, detail: str) -> CheckResult:
-        return cls("FAILED", detail.strip()[-3000:])
+        first, _, rest = detail.strip().partition("\n")
+        return cls("FAILED", f"{first}\n{rest[-3000:]}" if rest else first)
 
     @classmethod
     def skipped(cls, detail: str) -> CheckResult:

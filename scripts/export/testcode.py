@@ -99,9 +99,32 @@ def module_change(upstream: str, layer_source: str, names: Iterable[str]) -> str
         return upstream
     overlay = selected_overlay(layer_source, names)
     try:
-        return overlay_merge.merge(upstream, overlay).code
+        code = overlay_merge.merge(upstream, overlay).code
     except overlay_merge.MergeError as e:
         raise ExportError(f"merging {', '.join(names)}: {e}") from None
+    return two_blank_lines_after_bodies(code)
+
+
+def two_blank_lines_after_bodies(code: str) -> str:
+    """Two blank lines between an indented body and a top-level comment after it.
+
+    The merge keeps a new definition's own spacing; where the layer had it
+    after another definition the selection left out (one blank line between
+    two commented assignments), pytest's formatter wants two after a function.
+    """
+    out: list[str] = []
+    blank = 0
+    last = ""
+    for line in code.splitlines(keepends=True):
+        if not line.strip():
+            blank += 1
+        else:
+            if blank == 1 and line.startswith("#") and last.startswith((" ", "\t")):
+                out.append("\n")
+            blank = 0
+            last = line
+        out.append(line)
+    return "".join(out)
 
 
 def merge_tests(upstream_tests: str, tests: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pwd
 import re
 import shutil
+from xml.etree import ElementTree
 
 from envs import XDIST_VERSION
 from export.runner import check_env
@@ -54,19 +55,31 @@ def summary_line(output: str) -> str:
     return "(no summary line)"
 
 
-def outcomes(output: str, ids: Sequence[str]) -> dict[str, str]:
-    """The ``-rA`` outcome of each test id (parametrized ones pooled)."""
+def outcomes(junit: Path, ids: Sequence[str]) -> dict[str, str]:
+    """The outcome of each test id from a JUnit XML report (parametrized ones pooled)."""
     found: dict[str, str] = {}
-    for line in output.splitlines():
-        match = re.match(r"^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (\S+)", line)
-        if match is None:
+    try:
+        root = ElementTree.parse(junit).getroot()
+    except (OSError, ElementTree.ParseError):
+        return found
+    for case in root.iter("testcase"):
+        module = case.get("classname", "").split(".")
+        name = case.get("name", "").split("[")[0]
+        path = "/".join(m for m in module if not m[:1].isupper()) + ".py"
+        classes = [m for m in module if m[:1].isupper()]
+        node = "::".join([path, *classes, name])
+        if node not in ids:
             continue
-        node = match[2].split("[")[0]
-        for test in ids:
-            if node == test:
-                found[test] = (
-                    found.get(test, match[1]) if match[1] == "PASSED" else match[1]
-                )
+        outcome = "PASSED"
+        for child, word in (
+            ("failure", "FAILED"),
+            ("error", "ERROR"),
+            ("skipped", "SKIPPED"),
+        ):
+            if case.find(child) is not None:
+                outcome = word
+        if found.get(node) in (None, "PASSED", "SKIPPED"):
+            found[node] = outcome
     return found
 
 
@@ -178,6 +191,7 @@ class TestVenvs:
             f"--basetemp={scratch / 'basetemp-parent' / 'basetemp'}",
             "-o",
             f"cache_dir={scratch / 'cache'}",
+            f"--junitxml={scratch / 'home' / 'junit.xml'}",
         ]
         done = run(command, cwd=tree, timeout=TEST_TIMEOUT, env=env)
         return f"{done.returncode}\n{done.stdout}{done.stderr}"
@@ -201,7 +215,7 @@ def run_modes(
         label = f"{slug}-{mode.label.replace(', ', '-').replace(' ', '')}"
         output = venvs.run_tests(tree, mode, UPSTREAM_TESTS, label)
         code, _, text = output.partition("\n")
-        found = outcomes(text, new_ids)
+        found = outcomes(venvs.work / "scratch" / label / "home" / "junit.xml", new_ids)
         new = ", ".join(
             f"{test.rsplit('::', 1)[1]} {found.get(test, 'NOT RUN').lower()}"
             for test in new_ids
@@ -239,7 +253,9 @@ def fails_without(
     finally:
         venvs.install_module(branch_module)
     code, _, text = output.partition("\n")
-    found = outcomes(text, ids)
+    found = outcomes(
+        venvs.work / "scratch" / f"{slug}-without" / "home" / "junit.xml", ids
+    )
     failing = [t.rsplit("::", 1)[1] for t in ids if found.get(t) == "FAILED"]
     errors = [line for line in text.splitlines() if line.startswith("E  ")][:2]
     if code == "1" and failing:
