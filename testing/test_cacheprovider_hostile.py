@@ -38,7 +38,8 @@ ORPHAN_TIMEOUT: float = getattr(cacheprovider, "ORPHAN_TIMEOUT", 3600.0)
 # The held session's conftest: HOLD names the one call to hold, once, until the
 # test creates the file "go".  "before-move:NAME" holds os.rename/os.replace onto
 # NAME before it happens, "after-move:NAME" holds after moving NAME away,
-# "open-in:NAME" holds an open for writing of a file in folder NAME.
+# "open-in:A|B" holds an open for writing of a file in folder A or B,
+# "after-mkdir:NAME" holds after creating a directory NAME.
 HOLDING_CONFTEST = """
 import io
 import os
@@ -48,7 +49,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent
 HOLD = os.environ.get("HOLD", "")
-_real = {"rename": os.rename, "replace": os.replace, "io.open": io.open, "os.open": os.open}
+_real = {
+    "rename": os.rename,
+    "replace": os.replace,
+    "mkdir": os.mkdir,
+    "io.open": io.open,
+    "os.open": os.open,
+}
 _done = []
 
 
@@ -78,9 +85,15 @@ def _moving(name):
     return move
 
 
+def _mkdir(path, *args, **kwargs):
+    _real["mkdir"](path, *args, **kwargs)
+    if HOLD == "after-mkdir:" + os.path.basename(os.fspath(path)):
+        _hold()
+
+
 def _writes_in(path, writing):
     folder = os.path.basename(os.path.dirname(os.fspath(path)))
-    return writing and HOLD == "open-in:" + folder
+    return writing and HOLD.startswith("open-in:") and folder in HOLD[8:].split("|")
 
 
 def _io_open(file, mode="r", *args, **kwargs):
@@ -98,11 +111,13 @@ def _os_open(path, flags, *args, **kwargs):
 if HOLD:
     os.rename = _moving("rename")
     os.replace = _moving("replace")
-    # Python < 3.10: Path.rename/replace call os functions bound at import.
+    os.mkdir = _mkdir
+    # Python < 3.11: Path methods call os functions bound at import.
     _accessor = getattr(pathlib, "_normal_accessor", None)
     if _accessor is not None:
         _accessor.rename = os.rename
         _accessor.replace = os.replace
+        _accessor.mkdir = os.mkdir
     io.open = _io_open
     os.open = _os_open
 """
@@ -151,10 +166,16 @@ def pid_runs(pid: int) -> bool:
 
 def own_private_name(directory: Path, pid: int) -> Path:
     """A private name as this build makes them in ``directory``, with ``pid`` in it."""
-    if not hasattr(cacheprovider, "_private_name"):  # Stock: the fork's old format.
+    if not hasattr(cacheprovider, "_private_leaf"):  # Stock: the fork's old format.
         return directory / f"{PREFIX}{pid}-0a1b2c3d"
-    name: str = cacheprovider._private_name(directory).name
+    name: str = cacheprovider._private_leaf()
     return directory / name.replace(f"-{os.getpid()}-", f"-{pid}-", 1)
+
+
+def swept(entry: Path) -> bool:
+    """Whether the sweep of a cache dir beside ``entry`` removes it."""
+    cacheprovider._sweep_orphans(entry.parent / ".pytest_cache")
+    return not os.path.lexists(entry)
 
 
 def private_entries(root: Path) -> list[Path]:
@@ -225,7 +246,6 @@ class TestNamespaceOwnership:
             pytest.param("before-move:value", id="writing-value"),
         ],
     )
-    @pytest.mark.layer("namespace-ownership")
     def test_sweep_spares_live_entry_of_another_pid_namespace(
         self, pytester: Pytester, hold: str
     ) -> None:
@@ -277,14 +297,14 @@ class TestNamespaceOwnership:
 
         require(b.returncode == 0, f"session B failed:\n{b.stdout}{b.stderr}")
         assert swept == [], (
-            f"[namespace-ownership] session B swept {swept}, the live private "
+            f"session B swept {swept}, the live private "
             f"entry of session A in another PID namespace"
         )
         assert damage_in(out) == [] and rc == 0, (
-            f"[namespace-ownership] session A (rc {rc}) lost its write:\n{out}"
+            f"session A (rc {rc}) lost its write:\n{out}"
         )
         assert value_of(root, "ns/value") == 1, (
-            f"[namespace-ownership] A's value is {value_of(root, 'ns/value')!r}"
+            f"A's value is {value_of(root, 'ns/value')!r}"
         )
 
     @pytest.mark.parametrize(
@@ -295,7 +315,6 @@ class TestNamespaceOwnership:
             pytest.param("own-format-huge-pid", id="own-format-huge-pid"),
         ],
     )
-    @pytest.mark.layer("namespace-ownership")
     def test_malformed_private_name_does_not_crash_the_session_end(
         self, pytester: Pytester, name: str
     ) -> None:
@@ -312,7 +331,7 @@ class TestNamespaceOwnership:
 
         text = output_of(result)
         assert result.ret == 0 and damage_in(text) == [], (
-            f"[namespace-ownership] the name {entry.name!r} crashed the session end "
+            f"the name {entry.name!r} crashed the session end "
             f"(rc {result.ret}):\n{text}"
         )
         assert entry.is_dir()  # Young: its age decides, later.
@@ -320,11 +339,7 @@ class TestNamespaceOwnership:
     @pytest.mark.parametrize(
         "name",
         [
-            pytest.param(
-                PREFIX + "{dead}-0a1b2c3d",
-                id="no-owner-id",
-                marks=pytest.mark.layer("namespace-ownership"),
-            ),
+            pytest.param(PREFIX + "{dead}-0a1b2c3d", id="no-owner-id"),
             pytest.param(PREFIX + "abcdefghij-{dead}-0a1b2c3d", id="other-namespace"),
             pytest.param(PREFIX + "x-{dead}-0a1b2c3d", id="unknown-owner"),
         ],
@@ -333,38 +348,31 @@ class TestNamespaceOwnership:
         self, tmp_path: Path, name: str
     ) -> None:
         """A pid proves death only inside our own namespace: otherwise age decides."""
-        pid = dead_pid()
-        entry = tmp_path / name.format(dead=pid)
+        entry = tmp_path / name.format(dead=dead_pid())
         entry.mkdir()
-        threshold = time.time() - ORPHAN_TIMEOUT
-        (young,) = os.scandir(tmp_path)
-        assert not cacheprovider._is_orphan(
-            young, consider_orphaned_if_older_than=threshold
-        ), (
-            f"[namespace-ownership] {entry.name}, young, of a pid dead here "
-            f"but of no proven owner, counts as an orphan"
+        assert not swept(entry), (
+            f"{entry.name}, young, of a pid dead here but of no proven owner, "
+            f"was swept as an orphan"
         )
-        os.utime(entry, (time.time() - 7200, time.time() - 7200))
-        (old,) = os.scandir(tmp_path)
-        assert cacheprovider._is_orphan(old, consider_orphaned_if_older_than=threshold)
+        old = time.time() - 2 * ORPHAN_TIMEOUT
+        os.utime(entry, (old, old))
+        assert swept(entry)
 
     def test_own_dead_entry_is_an_orphan_at_once(self, tmp_path: Path) -> None:
         entry = own_private_name(tmp_path, dead_pid())
         entry.mkdir()
-        (found,) = os.scandir(tmp_path)
-        assert cacheprovider._is_orphan(found, consider_orphaned_if_older_than=0.0)
+        assert swept(entry)
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_private_name_follows_fork(self, tmp_path: Path) -> None:
         """The cached start of the name is recomputed in a forked child (its pid differs)."""
         code = """if True:
             import os, sys
-            from pathlib import Path
-            from _pytest.cacheprovider import _private_name
-            parent = _private_name(Path(".")).name
+            from _pytest.cacheprovider import _private_leaf
+            parent = _private_leaf()
             pid = os.fork()
             if pid == 0:
-                print(_private_name(Path(".")).name, flush=True)
+                print(_private_leaf(), flush=True)
                 os._exit(0)
             os.waitpid(pid, 0)
             print(parent, pid, os.getpid())
@@ -408,43 +416,9 @@ class TestNamespaceOwnership:
 
 
 class TestBestEffortSweep:
-    @pytest.mark.layer("best-effort-sweep")
-    def test_every_orphan_is_reached_whatever_v_holds(self, tmp_path: Path) -> None:
-        """20 plugin folders of 1,000 files each: the orphan in every one is swept eventually.
-
-        The sweep looks at 10,000 entries of ``v/`` per session; in a fixed
-        order the orphans past that point were never reached.
-        """
-        cachedir = tmp_path / ".pytest_cache"
-        old = time.time() - 2 * ORPHAN_TIMEOUT
-        orphans = []
-        for i in range(20):
-            folder = cachedir / "v" / f"plugin{i:02d}"
-            folder.mkdir(parents=True)
-            for j in range(1000):
-                (folder / f"key{j:04d}").touch()
-            orphan = folder / f"{PREFIX}k3x9_{i:02d}"  # Upstream-style: age decides.
-            orphan.touch()
-            os.utime(orphan, (old, old))
-            orphans.append(orphan)
-        threshold = time.time() - ORPHAN_TIMEOUT
-
-        for _ in range(40):
-            cacheprovider._sweep_orphans(
-                cachedir, consider_orphaned_if_older_than=threshold
-            )
-            left = [p for p in orphans if p.exists()]
-            if not left:
-                break
-        assert left == [], (
-            f"[best-effort-sweep] after 40 sweeps {len(left)} of 20 orphans "
-            f"were never reached: {[p.parent.name for p in left]}"
-        )
-
     @pytest.mark.parametrize(
         "error", [errno.EIO, errno.ELOOP, errno.EOVERFLOW], ids=errno.errorcode.get
     )
-    @pytest.mark.layer("best-effort-sweep")
     def test_entry_the_sweep_cannot_judge_is_left_for_later(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int
     ) -> None:
@@ -456,21 +430,20 @@ class TestBestEffortSweep:
 
         judged: list[str] = []
 
-        def cannot_judge(found: os.DirEntry[str], **kwargs: float) -> bool:
-            judged.append(found.path)
-            raise OSError(error, os.strerror(error), found.path)
+        def cannot_judge(name: str) -> bool:
+            judged.append(name)
+            raise OSError(error, os.strerror(error), name)
 
-        monkeypatch.setattr(cacheprovider, "_is_orphan", cannot_judge)
+        monkeypatch.setattr(cacheprovider, "_own_dead_pid", cannot_judge)
         raised = None
         try:
-            cacheprovider._sweep_orphans(cachedir, consider_orphaned_if_older_than=0.0)
+            cacheprovider._sweep_orphans(cachedir)
         except OSError as e:
             raised = e
         require(judged, "the sweep never judged the entry")
-        assert raised is None, f"[best-effort-sweep] the sweep raised {raised!r}"
+        assert raised is None, f"the sweep raised {raised!r}"
         assert entry.is_dir()
 
-    @pytest.mark.layer("best-effort-sweep")
     def test_unlistable_folder_below_v_does_not_fail_the_session_end(
         self, pytester: Pytester
     ) -> None:
@@ -493,14 +466,13 @@ class TestBestEffortSweep:
 
         text = output_of(result)
         assert result.ret == 0 and "Traceback" not in text, (
-            f"[best-effort-sweep] a folder the sweep cannot list failed the "
+            f"a folder the sweep cannot list failed the "
             f"session end (rc {result.ret}):\n{text}"
         )
 
 
 class TestLiveClaims:
     @pytest.mark.slow
-    @pytest.mark.layer("live-claims")
     def test_cache_clear_claim_is_not_taken_by_a_concurrent_sweep(
         self, pytester: Pytester
     ) -> None:
@@ -540,21 +512,20 @@ class TestLiveClaims:
 
         require(b.returncode == 0, f"session B failed:\n{b.stdout}{b.stderr}")
         assert taken == [], (
-            f"[live-claims] session B's sweep took {taken}, A's live --cache-clear claim"
+            f"session B's sweep took {taken}, A's live --cache-clear claim"
         )
         assert rc == 0 and damage_in(out) == [], (
-            f"[live-claims] A's --cache-clear failed (rc {rc}):\n{out}"
+            f"A's --cache-clear failed (rc {rc}):\n{out}"
         )
         assert private_entries(root) == []
 
 
 class TestCacheShow:
-    @pytest.mark.layer("cache-show-private")
     def test_cache_show_lists_no_private_entries(self, pytester: Pytester) -> None:
-        """A killed writer's private file below ``v/`` is not a key."""
+        """A killed writer's private file (in the cache dir, where set() writes it) is not a key."""
         pytester.makepyfile('def test(cache): cache.set("plugin/key", [1, 2])')
         pytester.runpytest_subprocess("-p", "no:xdist", timeout=RUN_TIMEOUT)
-        left = own_private_name(pytester.path / ".pytest_cache" / "v" / "plugin", 1)
+        left = own_private_name(pytester.path / ".pytest_cache", 1)
         left.write_text('{"half": ')
 
         result = pytester.runpytest_subprocess(
@@ -563,20 +534,21 @@ class TestCacheShow:
 
         result.stdout.fnmatch_lines(["plugin/key contains:", "  [1, 2]"])
         listed = [line for line in result.outlines if PREFIX in line]
-        assert listed == [], f"[cache-show-private] --cache-show lists {listed}"
+        assert listed == [], f"--cache-show lists {listed}"
         assert result.ret == 0
 
 
 class TestVanishingFolder:
     @pytest.mark.slow
-    @pytest.mark.layer("vanishing-parent")
+    @pytest.mark.layer("atomic-set")
     def test_set_whose_folder_a_concurrent_clear_removed_still_writes(
         self, pytester: Pytester
     ) -> None:
         """``set`` made ``v/plugin/``; before it writes there, B's ``--cache-clear`` takes ``v/``.
 
         The value must be written anyway (as if ``set`` came after the
-        clear), without a warning.
+        clear), without a warning.  A is held where it opens its value's file:
+        stock in ``v/plugin``, this build in the cache dir (its private file).
         """
         root = pytester.path
         pytester.makeconftest(HOLDING_CONFTEST)
@@ -589,7 +561,7 @@ class TestVanishingFolder:
         a = subprocess.Popen(
             pytest_command("test_a.py"),
             cwd=root,
-            env={**os.environ, "HOLD": "open-in:plugin"},
+            env={**os.environ, "HOLD": "open-in:plugin|.pytest_cache"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -606,8 +578,8 @@ class TestVanishingFolder:
 
         require(b.returncode == 0, f"session B failed:\n{b.stdout}{b.stderr}")
         assert rc == 0 and damage_in(out) == [], (
-            f"[vanishing-parent] A's set failed after a concurrent clear (rc {rc}):\n{out}"
+            f"[atomic-set] A's set failed after a concurrent clear (rc {rc}):\n{out}"
         )
         assert value_of(root, "plugin/value") == 1, (
-            f"[vanishing-parent] A's value is {value_of(root, 'plugin/value')!r}"
+            f"[atomic-set] A's value is {value_of(root, 'plugin/value')!r}"
         )
