@@ -25,6 +25,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from _pytest.config.exceptions import UsageError
 from _pytest.stash import StashKey
 
 
@@ -92,15 +93,22 @@ class Cache:
     def for_config(cls, config: Config, *, _ispytest: bool = False) -> Cache:
         """Create the Cache instance for a Config, clearing it for ``--cache-clear``.
 
-        See :func:`_clears_here` for which process clears.
+        See :func:`_clears_here` for which process clears.  A cache that cannot
+        be cleared (EACCES, EROFS) stops the run with a usage error, not an
+        internal error, whatever ``-W`` says.
 
         :meta private:
         """
         check_ispytest(_ispytest)
         cachedir = cls.cache_dir_from_config(config, _ispytest=True)
-        if config.getoption("cacheclear") and _clears_here(config, cachedir):
-            if cachedir.is_dir():
+        clears = config.getoption("cacheclear") and _clears_here(config, cachedir)
+        if clears and cachedir.is_dir():
+            try:
                 cls.clear_cache(cachedir, _ispytest=True)
+            except OSError as e:
+                raise UsageError(
+                    f"--cache-clear could not clear {cachedir}: {e}"
+                ) from e
         return cls(cachedir, config, _ispytest=True)
 
     @classmethod
