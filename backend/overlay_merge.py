@@ -216,18 +216,21 @@ def _placed(
     classes get two blank lines before them, members one.
     """
     uses = {name: used_by(node) - {name} for name, node in new.items()}
-    place = {name: end for name in new}
+    unused = len(body) + 1
+    place = dict.fromkeys(new, unused)
     for i, node in enumerate(body):
         for name in used_by(node) & new.keys():
             place[name] = min(place[name], i)
-    changed = True
-    while changed:  # A helper of a helper goes where its user goes, or earlier.
-        changed = False
-        for user, names in uses.items():
-            for name in names & new.keys():
-                if place[user] < place[name]:
-                    place[name] = place[user]
-                    changed = True
+    for _ in range(2):  # Then what nothing upstream uses goes to ``end``, with its helpers.
+        changed = True
+        while changed:  # A helper of a helper goes where its user goes, or earlier.
+            changed = False
+            for user, names in uses.items():
+                for name in names & new.keys():
+                    if place[user] < place[name]:
+                        place[name] = place[user]
+                        changed = True
+        place = {name: end if at == unused else at for name, at in place.items()}
     result: list[cst.CSTNode] = []
     for i in range(len(body) + 1):
         for name, node in new.items():

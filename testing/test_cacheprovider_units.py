@@ -21,11 +21,9 @@ import time
 import warnings
 
 from _pytest import cacheprovider
-from _pytest.cacheprovider import _is_orphan
+from _pytest.cacheprovider import _clears_here
 from _pytest.cacheprovider import _make_cachedir
-from _pytest.cacheprovider import _merge_lastfailed
-from _pytest.cacheprovider import _merge_nodeids
-from _pytest.cacheprovider import _refuse_non_directory
+from _pytest.cacheprovider import _own_dead_pid
 from _pytest.cacheprovider import _sweep_orphans
 from _pytest.cacheprovider import _try_lock
 from _pytest.cacheprovider import _write_atomic
@@ -43,7 +41,7 @@ def private_entries(root: Path) -> list[Path]:
 
 def own_private_name(directory: Path, pid: int) -> Path:
     """A private name as this build makes them in ``directory``, with ``pid`` in it."""
-    name: str = cacheprovider._private_name(directory).name
+    name: str = cacheprovider._private_leaf()
     return directory / name.replace(f"-{os.getpid()}-", f"-{pid}-", 1)
 
 
@@ -187,8 +185,6 @@ class TestPublishRace:
         target = tmp_path / ".pytest_cache"
         target.write_text("precious")
         with pytest.raises(NotADirectoryError, match="exists and is not a directory"):
-            _refuse_non_directory(target)
-        with pytest.raises(NotADirectoryError):
             _make_cachedir(target)
         assert target.read_text() == "precious"
         assert private_entries(tmp_path) == []
@@ -230,27 +226,65 @@ class TestPermissions:
 
 
 class TestAtomicWrite:
-    @pytest.mark.parametrize("step", ["write", "replace"])
-    def test_failing_step_keeps_the_old_value_removes_the_temp_file_and_warns(
-        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, step: str
+    def test_failing_replace_keeps_the_old_value_removes_the_private_file_and_warns(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         config = pytester.parseconfigure()
         cache = config.cache
         assert cache is not None
         cache.set("plugin/value", "old")
 
-        def full(*args: object) -> None:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        def replace(*args: object) -> None:
+            raise OSError(errno.EIO, "Input/output error")
 
         with monkeypatch.context() as m:
-            m.setattr(os, step, full)
+            m.setattr(os, "replace", replace)
             with pytest.warns(
                 pytest.PytestCacheWarning,
-                match="cache could not write path .*No space left",
+                match="cache could not write path .*Input/output error",
             ):
                 cache.set("plugin/value", "new")
 
         assert cache.get("plugin/value", None) == "old"
+        assert private_entries(cache._cachedir) == []
+
+    @pytest.mark.parametrize("in_place_fails", [False, True])
+    def test_full_disk_falls_back_to_the_in_place_write(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, in_place_fails: bool
+    ) -> None:
+        """ENOSPC for the private file: rewritten in place, silently as stock; never torn."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("plugin/value", "old")
+        real_open = Path.open
+
+        def open_(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+            if self.name.startswith("pytest-cache-files-"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            f = real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
+            if in_place_fails and "+" in mode:
+                real_write = f.write
+
+                def write(data: bytes) -> int:
+                    if bytes(data) == b'"a much longer new value"':
+                        real_write(bytes(data)[:3])  # Torn, then the disk is full.
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                    return real_write(data)  # type: ignore[no-any-return]
+
+                f.write = write
+            return f
+
+        with monkeypatch.context() as m, warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            m.setattr(Path, "open", open_)
+            cache.set("plugin/value", "a much longer new value")
+
+        expected = "old" if in_place_fails else "a much longer new value"
+        assert cache.get("plugin/value", None) == expected
+        assert [str(w.message) for w in seen] == (
+            [f"cache could not write path {cache._getvaluepath('plugin/value')}: "
+             "[Errno 28] No space left on device"] if in_place_fails else []
+        )
         assert private_entries(cache._cachedir) == []
 
     def test_interrupted_write_keeps_the_old_value(
@@ -265,7 +299,7 @@ class TestAtomicWrite:
         with monkeypatch.context() as m:
             m.setattr(os, "replace", replace)
             with pytest.raises(KeyboardInterrupt):
-                _write_atomic(target, '"new"')
+                _write_atomic(target, b'"new"', tmp_path, {})
         assert target.read_text() == '"old"'
         assert list(tmp_path.iterdir()) == [target]
 
@@ -285,7 +319,7 @@ class TestAtomicWrite:
         with monkeypatch.context() as m:
             m.setattr(sys, "platform", "win32")
             m.setattr(os, "replace", replace)
-            _write_atomic(tmp_path / "value", "1")
+            _write_atomic(tmp_path / "value", b"1", tmp_path, {})
         assert (tmp_path / "value").read_text() == "1"
 
     def test_access_denied_on_posix_is_not_retried(
@@ -301,9 +335,46 @@ class TestAtomicWrite:
             m.setattr(sys, "platform", "linux")
             m.setattr(os, "replace", replace)
             with pytest.raises(PermissionError):
-                _write_atomic(tmp_path / "value", "1")
+                _write_atomic(tmp_path / "value", b"1", tmp_path, {})
         assert len(calls) == 1
         assert list(tmp_path.iterdir()) == []
+
+    def test_value_file_keeps_its_mode(self, pytester: Pytester) -> None:
+        """A replaced file is a new file: it gets the old one's mode, not the umask's."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("plugin/token", "old")
+        path = cache._getvaluepath("plugin/token")
+        path.chmod(0o600)
+        with umask(0o022):
+            cache.set("plugin/token", "new")
+        assert mode(path) == 0o600
+        assert cache.get("plugin/token", None) == "new"
+
+    def test_symlinked_value_is_written_through(self, pytester: Pytester) -> None:
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("plugin/value", "old")
+        shared = pytester.path / "shared.json"
+        shared.write_text('"shared"')
+        path = cache._getvaluepath("plugin/value")
+        path.unlink()
+        path.symlink_to(shared)
+        cache.set("plugin/value", "new")
+        assert path.is_symlink()
+        assert json.loads(shared.read_text()) == "new"
+        assert private_entries(pytester.path) == []
+
+    def test_lone_surrogates_are_written_as_escapes(self, pytester: Pytester) -> None:
+        """A node id from a file name that is not UTF-8 reads back the same."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        nodeid = "test_caf\udce9.py::test_it"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cache.set("cache/lastfailed", {nodeid: True})
+        raw = cache._getvaluepath("cache/lastfailed").read_bytes()
+        assert raw.decode("utf-8") and json.loads(raw) == {nodeid: True}
 
 
 class TestKeysConfined:
@@ -342,6 +413,19 @@ class TestKeysConfined:
         config.cache.set("plugin/sub/../value", 42)
         assert config.cache.get("plugin/value", None) == 42
 
+    def test_keys_stock_accepts_work(self, pytester: Pytester) -> None:
+        """``pathlib.Path`` keys and trailing slashes, as every release accepts them."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cache.set(Path("plugin") / "path-key", 1)  # type: ignore[arg-type]
+            cache.set("plugin/slash/", 2)
+            made = cache.mkdir(Path("plugin-dir"))  # type: ignore[arg-type]
+        assert cache.get(Path("plugin/path-key"), None) == 1  # type: ignore[arg-type]
+        assert cache.get("plugin/slash", None) == 2
+        assert made.is_dir() and made.name == "plugin-dir"
+
 
 class TestOrphanRule:
     @pytest.fixture
@@ -350,39 +434,19 @@ class TestOrphanRule:
         process.wait()
         return process.pid
 
-    @pytest.mark.parametrize(
-        ("name", "age", "orphan"),
-        [
-            # Our own name format with a dead pid (the owner id, if any, is ours).
-            pytest.param("{own_dead}", 0, True, id="dead-pid"),
-            pytest.param("pytest-cache-files-{live}-0a1b2c3d", 0, False, id="live-pid"),
-            pytest.param(
-                "pytest-cache-files-{live}-0a1b2c3d",
-                2 * 3600,
-                True,
-                id="live-pid-but-old",
-            ),
-            pytest.param("pytest-cache-files-k3x9_q1z", 0, False, id="upstream-name"),
-            pytest.param(
-                "pytest-cache-files-k3x9_q1z", 2 * 3600, True, id="upstream-name-old"
-            ),
-            pytest.param("unrelated-{dead}", 2 * 3600, False, id="not-ours"),
-        ],
-    )
-    def test_rule(
-        self, tmp_path: Path, dead_pid: int, name: str, age: float, orphan: bool
-    ) -> None:
-        own_dead = own_private_name(tmp_path, dead_pid).name
-        entry = tmp_path / name.format(
-            dead=dead_pid, live=os.getpid(), own_dead=own_dead
-        )
-        entry.mkdir()
-        os.utime(entry, (time.time() - age, time.time() - age))
-        (found,) = os.scandir(tmp_path)
-        threshold = time.time() - cacheprovider.ORPHAN_TIMEOUT
-        assert _is_orphan(found, consider_orphaned_if_older_than=threshold) is orphan
+    def test_own_names_are_judged_by_pid(self, dead_pid: int) -> None:
+        assert _own_dead_pid(own_private_name(Path(), dead_pid).name) is True
+        assert _own_dead_pid(own_private_name(Path(), os.getpid()).name) is False
+        for foreign in (
+            "pytest-cache-files-k3x9_q1z",  # Upstream's tempfile names.
+            f"pytest-cache-files-x-{dead_pid}-0a1b2c3d",  # No owner id.
+            f"pytest-cache-files-abcdefghij-{dead_pid}-0a1b2c3d",  # Another namespace.
+            "pytest-cache-files-" + own_private_name(Path(), 1).name.split("-")[3]
+            + "-99999999999999999999-x",  # Not a pid.
+        ):
+            assert _own_dead_pid(foreign) is None, foreign
 
-    def test_sweep_spares_symlinks_and_live_entries(
+    def test_sweep_spares_symlinks_live_and_young_entries(
         self, tmp_path: Path, dead_pid: int
     ) -> None:
         cachedir = tmp_path / ".pytest_cache"
@@ -390,53 +454,73 @@ class TestOrphanRule:
         precious = tmp_path / "precious"
         precious.mkdir()
         (precious / "data").write_text("keep me")
-        link = tmp_path / f"pytest-cache-files-{dead_pid}-00000000"
+        link = own_private_name(tmp_path, dead_pid).with_name(
+            own_private_name(tmp_path, dead_pid).name + "-link"
+        )
         link.symlink_to(precious, target_is_directory=True)
-        live = tmp_path / f"pytest-cache-files-{os.getpid()}-11111111"
+        live = own_private_name(tmp_path, os.getpid())
         live.mkdir()
-        orphans = [
-            own_private_name(tmp_path, dead_pid),
-            own_private_name(cachedir, dead_pid),
-            own_private_name(cachedir / "v" / "plugin", dead_pid),
-        ]
+        old = time.time() - 2 * cacheprovider.ORPHAN_TIMEOUT
+        live_but_old = own_private_name(cachedir, os.getpid())
+        live_but_old.mkdir()
+        os.utime(live_but_old, (old, old))
+        foreign_young = tmp_path / "pytest-cache-files-k3x9_q1z"
+        foreign_young.mkdir()
+        foreign_old = cachedir / "pytest-cache-files-a1b2c3d4"
+        foreign_old.mkdir()
+        os.utime(foreign_old, (old, old))
+        orphans = [own_private_name(tmp_path, dead_pid), own_private_name(cachedir, dead_pid)]
         orphans[0].mkdir()
         (orphans[0] / "README.md").write_text("half")
-        orphans[1].mkdir()
-        orphans[2].write_text('{"half": ')
+        orphans[1].write_text('{"half": ')
 
-        removed = _sweep_orphans(
-            cachedir, consider_orphaned_if_older_than=time.time() - 3600
-        )
+        _sweep_orphans(cachedir)
 
-        assert removed == 3
-        assert not any(p.exists() for p in orphans)
+        assert not any(p.exists() for p in [*orphans, foreign_old])
         assert link.is_symlink() and (precious / "data").read_text() == "keep me"
-        assert live.is_dir()
-        assert set(private_entries(tmp_path)) == {link, live}
+        assert set(private_entries(tmp_path)) == {link, live, live_but_old, foreign_young}
 
 
 class TestMerges:
-    def test_lastfailed_keeps_entries_the_session_did_not_touch(self) -> None:
-        on_disk = {"a": True, "b": True, "other": True}
-        at_start = {"a": True, "b": True}
-        ours = {"b": True, "new": True}  # a passed now, new failed
-        merged = _merge_lastfailed(
-            on_disk, ours, at_start=at_start, ran={"a", "b", "new"}
+    def test_merge_reads_again_only_a_value_somebody_rewrote(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The signature taken before the session read proves the file unchanged (compare-and-swap)."""
+        # Files written a moment ago are identified by content (racily clean); fine either way.
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("cache/nodeids", ["t.py::1"])
+        other = pytester.parseconfigure().cache  # Another session, in effect.
+        assert other is not None
+        other._signatures["cache/nodeids"] = cacheprovider._signature(
+            other._getvaluepath("cache/nodeids")
         )
-        assert merged == {"b": True, "other": True, "new": True}
+        seen: list[object] = []
 
-    def test_lastfailed_reasserts_a_failure_another_session_removed(self) -> None:
-        merged = _merge_lastfailed({}, {"a": True}, at_start={"a": True}, ran={"a"})
-        assert merged == {"a": True}
+        def merge(on_disk: object) -> object:
+            seen.append(on_disk)
+            return ["merged"]
 
-    def test_lastfailed_on_corrupt_disk_value(self) -> None:
-        assert _merge_lastfailed(["junk"], {"a": True}, at_start={}, ran={"a"}) == {
-            "a": True
-        }
+        other._merge_write("cache/nodeids", ["t.py::2"], merge)
+        assert seen == [] and other.get("cache/nodeids", None) == ["t.py::2"]
+        cache.set("cache/nodeids", ["t.py::3"])  # Rewritten behind the other's back...
+        other._merge_write("cache/nodeids", ["t.py::4"], merge)  # ...so it merges.
+        assert seen == [["t.py::3"]]
+        assert other.get("cache/nodeids", None) == ["merged"]
 
-    def test_nodeids_union(self) -> None:
-        assert _merge_nodeids(["b", "c"], ["a", "b"]) == ["a", "b", "c"]
-        assert _merge_nodeids("junk", ["a"]) == ["a"]
+    def test_merge_of_bytes_already_on_disk_takes_no_lock(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("cache/nodeids", ["a"])
+
+        def no_lock(*args: object, **kwargs: object) -> object:
+            raise AssertionError("locked to write what is on disk already")
+
+        monkeypatch.setattr(cacheprovider, "_locked", no_lock)
+        cache._merge_write("cache/nodeids", ["a"], lambda on_disk: on_disk)
+        assert not (cache._cachedir / "merge.lock").exists()
 
 
 class TestLocking:
@@ -471,42 +555,15 @@ class TestLocking:
         finally:
             os.close(fd)
 
-    def test_merge_skips_rereading_a_value_nobody_rewrote(
-        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """The signature taken before the first read proves the file unchanged (compare-and-swap)."""
-        # Files written a moment ago count as changed (racily clean); not here.
-        monkeypatch.setattr(cacheprovider, "_RACY_WINDOW_NS", 0, raising=False)
-        monkeypatch.setattr(cacheprovider, "_FINE_RACY_WINDOW_NS", 0, raising=False)
-        cache = pytester.parseconfigure().cache
-        assert cache is not None
-        seen: list[object] = []
-
-        def policy(on_disk: object, ours: object) -> object:
-            seen.append(on_disk)
-            return ours
-
-        cache.set("cache/nodeids", ["t.py::1"])
-        other = pytester.parseconfigure().cache  # Another session, in effect.
-        assert other is not None
-        assert other.get("cache/nodeids", None) == ["t.py::1"]
-        other._merge_policies["cache/nodeids"] = policy
-        other.set("cache/nodeids", ["t.py::2"])
-        cache.set("cache/nodeids", ["t.py::3"])  # Rewritten behind the other's back...
-        other.set("cache/nodeids", ["t.py::4"])  # ...so this merge must read it again.
-        assert seen == [cacheprovider._UNCHANGED, ["t.py::3"]]
-
-    @pytest.mark.layer("silent-fallback")
     def test_filesystem_without_locks_merges_unlocked_silently(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Stock writes unlocked and says nothing; so does the fork (no warning, even as error)."""
+        """Stock writes unlocked and says nothing; so does the merge (no warning, even as error)."""
         import fcntl
 
         cache = pytester.parseconfigure().cache
         assert cache is not None
         cache.set("cache/nodeids", ["from-another-session"])
-        cache._merge_policies["cache/nodeids"] = _merge_nodeids
 
         def flock(fd: int, operation: int) -> None:
             raise OSError(errno.ENOLCK, "No locks available")
@@ -514,41 +571,50 @@ class TestLocking:
         with monkeypatch.context() as m, warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             m.setattr(fcntl, "flock", flock)
-            cache.set("cache/nodeids", ["ours"])
+            cache._merge_write(
+                "cache/nodeids", ["ours"], lambda on_disk: [*on_disk, "ours"]  # type: ignore[misc]
+            )
         assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
-        assert [str(w.message) for w in seen] == [], (
-            "[silent-fallback] the unlocked merge warned where stock is silent"
-        )
+        assert [str(w.message) for w in seen] == [], "the unlocked merge warned"
 
 
 class TestCacheClearOnce:
-    def test_xdist_worker_does_not_clear(self, pytester: Pytester) -> None:
-        """A worker (``config.workerinput``) never runs ``--cache-clear`` (#6670)."""
+    def test_which_process_clears(self, pytester: Pytester) -> None:
+        """The controller; a worker only when asked, and never one sharing its cache (#6670)."""
         config = pytester.parseconfigure("--cache-clear")
-        value = pytester.path / ".pytest_cache" / "v" / "plugin" / "value"
-        value.parent.mkdir(parents=True)
-        value.write_text("1")
+        cachedir = pytester.path / ".pytest_cache"
+        assert _clears_here(config, cachedir)
         config.workerinput = {"workerid": "gw1"}  # type: ignore[attr-defined]
-        Cache.for_config(config, _ispytest=True)
-        assert value.read_text() == "1"
+        assert not _clears_here(config, cachedir)  # Started late, or an old controller.
+        asked = cacheprovider._cache_identity(pytester.path / "elsewhere")
+        config.workerinput[cacheprovider._CLEAR_UNLESS_CACHE] = asked  # type: ignore[attr-defined]
+        assert _clears_here(config, cachedir)  # A cache of its own (--tx popen//chdir).
+        same = cacheprovider._cache_identity(cachedir)
+        config.workerinput[cacheprovider._CLEAR_UNLESS_CACHE] = same  # type: ignore[attr-defined]
+        assert not _clears_here(config, cachedir)  # The controller cleared it.
         del config.workerinput  # type: ignore[attr-defined]
-        Cache.for_config(config, _ispytest=True)
-        assert not value.exists()
-        assert private_entries(pytester.path) == []
 
-    def test_set_writes_merge_policy_keys_under_the_lock(
-        self, pytester: Pytester
+    def test_clear_finishes_an_interrupted_clear(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         config = pytester.parseconfigure()
         cache = config.cache
         assert cache is not None
-        cache.set("cache/nodeids", ["from-another-session"])
-        cache._merge_policies["cache/nodeids"] = _merge_nodeids
-        cache.set("cache/nodeids", ["ours"])
-        assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
-        assert json.loads(
-            (cache._cachedir / "v" / "cache" / "nodeids").read_text()
-        ) == [
-            "from-another-session",
-            "ours",
-        ]
+        cache.set("plugin/value", 1)
+        cachedir = cache._cachedir
+
+        def interrupted(path: Path, *args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as m:
+            m.setattr(cacheprovider, "rm_rf", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                Cache.clear_cache(cachedir, _ispytest=True)
+        (claim,) = private_entries(cachedir)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        orphaned = claim.with_name(claim.name.replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
+        claim.rename(orphaned)  # As if its owner had died meanwhile.
+        Cache.clear_cache(cachedir, _ispytest=True)
+        assert private_entries(pytester.path) == []
+        assert not (cachedir / "v").exists()

@@ -93,7 +93,6 @@ def test_replaces_and_adds_by_name() -> None:
 
         LIMIT = 1
 
-
         NEW_LIMIT = 2
 
 
@@ -124,6 +123,89 @@ def test_replaces_and_adds_by_name() -> None:
         "from __future__ import annotations",
         "import errno",
     ]
+
+
+def test_new_definitions_go_before_their_first_user_and_hooks_after_configure() -> None:
+    """The merged module reads top-down: each helper next to its user, by topic."""
+    upstream = dedent(
+        """
+        import os
+
+
+        def pytest_configure(config):
+            config.thing = Thing()
+
+
+        def cache(request):
+            return request.config.thing
+
+
+        class Thing:
+            def get(self):
+                return 1
+        """
+    )
+    overlay = dedent(
+        """
+        from __future__ import annotations
+
+        # Why a limit.
+        _LIMIT = 3
+
+
+        def _step() -> int:
+            return _LIMIT
+
+
+        def _unused_elsewhere() -> int:
+            return _step()
+
+
+        class Thing:
+            def _cached(self) -> int:
+                return _unused_elsewhere()
+
+            def get(self) -> int:
+                return self._cached()
+
+            # Its own comment.
+            def set(self) -> None:
+                pass
+
+
+        def pytest_unconfigure(config) -> None:
+            pass
+        """
+    )
+    code = merge(upstream, overlay).code
+    order = [
+        line.strip()
+        for line in code.splitlines()
+        if line.strip().startswith(("def ", "class ", "_LIMIT", "# "))
+    ]
+    assert order == [
+        "def pytest_configure(config):",
+        "def pytest_unconfigure(config) -> None:",
+        "def cache(request):",
+        "# Why a limit.",
+        "_LIMIT = 3",
+        "def _step() -> int:",
+        "def _unused_elsewhere() -> int:",
+        "class Thing:",
+        "def _cached(self) -> int:",
+        "def get(self) -> int:",
+        "# Its own comment.",
+        "def set(self) -> None:",
+    ]
+
+
+def test_a_replacement_keeps_its_own_comment() -> None:
+    upstream = "import os\n\nX = 1\n\n# Upstream's comment.\ndef helper():\n    return 1\n"
+    overlay = "import os\n\n# Ours, which says why.\ndef helper():\n    return os.sep\n"
+    code = merge(upstream, overlay).code
+    assert "# Ours, which says why." in code and "Upstream's comment" not in code
+    bare = merge(upstream, "import os\n\ndef helper():\n    return os.sep\n").code
+    assert "# Upstream's comment." in bare
 
 
 def test_merging_twice_equals_merging_once() -> None:

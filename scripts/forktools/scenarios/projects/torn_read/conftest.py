@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from typing import Self  # Python 3.11+: for the type checker only
 
 VALUE_DIR = os.path.realpath(str(CACHE_DIR / "v" / "scenario"))
+# Where a write may create the new value before it replaces the old one.
+WRITE_DIRS = (VALUE_DIR, os.path.realpath(str(CACHE_DIR)))
 
 
 class _HalfWriter:
@@ -70,7 +72,7 @@ def half_write(monkeypatch: pytest.MonkeyPatch) -> type[_Trap]:
     def open_(self: pathlib.Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         f = real_open(self, mode, *args, **kwargs)
         writing = any(c in mode for c in "wxa+")
-        if _Trap.armed and writing and os.path.realpath(str(self.parent)) == VALUE_DIR:
+        if _Trap.armed and writing and os.path.realpath(str(self.parent)) in WRITE_DIRS:
             _Trap.armed = False
             return _HalfWriter(f)
         return f
