@@ -124,7 +124,19 @@ def _base(config_settings: Mapping[str, object] | None) -> str:
             f"pytest {base} is not a supported base; supported: {', '.join(supported)}. "
             "A new base needs its fingerprints reviewed and recorded in backend/bases.json."
         )
+    admitted = [b for b, e in supported.items() if _admits(e["requires_python"])]
+    if base not in admitted:
+        here = ".".join(map(str, sys.version_info[:2]))
+        raise BuildError(
+            f"pytest {base} needs Python {supported[base]['requires_python']} or later, "
+            f"this is Python {here}; the bases Python {here} admits: {', '.join(admitted)}"
+        )
     return base
+
+
+def _admits(requires_python: str) -> bool:
+    """Whether this Python is at least ``requires_python`` (``3.10``: a base's Requires-Python)."""
+    return sys.version_info[:2] >= tuple(map(int, requires_python.split(".")))
 
 
 def _label() -> str:

@@ -51,6 +51,18 @@ class TestRefusals:
         ):
             overlay_backend.get_requires_for_build_wheel({"base": "7.4.4"})
 
+    def test_base_this_python_cannot_run_is_refused_with_the_ones_it_can(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sys, "version_info", (3, 9, 18, "final", 0))
+        with pytest.raises(
+            BuildError,
+            match=r"pytest 9\.2\.0 needs Python 3\.10 or later, this is Python 3\.9; "
+            r"the bases Python 3\.9 admits: 8\.2\.0, 8\.2\.1, 8\.2\.2, 8\.3\.5, 8\.4\.2$",
+        ):
+            overlay_backend._base({"base": "9.2.0"})
+        assert overlay_backend._base({"base": "8.4.2"}) == "8.4.2"
+
     def test_default_base_is_pinned_with_triple_equals(self) -> None:
         assert overlay_backend.get_requires_for_build_wheel(None) == [
             f"pytest==={BASE}"

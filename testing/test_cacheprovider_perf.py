@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 import shutil
 
-from _pytest.cacheprovider import _confined
-from _pytest.cacheprovider import _write_atomic
+from _pytest import cacheprovider
 from _pytest.pytester import Pytester
 import pytest
 
@@ -58,7 +57,7 @@ class TestLowLevelWrite:
 
         with monkeypatch.context() as m:
             m.setattr(Path, "open", open_)
-            _write_atomic(target, b'"new value"', tmp_path, {})
+            cacheprovider._write_atomic(target, b'"new value"', tmp_path, {})
         assert seen == ['"old"']
         assert target.read_text() == '"new value"'
         assert list(tmp_path.iterdir()) == [target]
@@ -98,8 +97,8 @@ class TestLowLevelWrite:
         self, tmp_path: Path, name: str
     ) -> None:
         expected = os.path.normpath(os.path.join(tmp_path, name))
-        assert _confined(str(tmp_path), name) == expected
-        assert _confined(str(tmp_path), name) == expected  # From the memo.
+        assert cacheprovider._confined(str(tmp_path), name) == expected
+        assert cacheprovider._confined(str(tmp_path), name) == expected  # From the memo.
 
     @pytest.mark.parametrize("name", ["../x", "a/../../x", "/etc/passwd"])
     def test_escaping_name_is_refused_every_time(
@@ -107,7 +106,7 @@ class TestLowLevelWrite:
     ) -> None:
         for _ in range(2):
             with pytest.raises(ValueError, match="not allowed to escape"):
-                _confined(str(tmp_path), name)
+                cacheprovider._confined(str(tmp_path), name)
 
 
 class TestSkipEqualWrites:
