@@ -70,7 +70,7 @@ class Layer:
 
         A class in a layer is partial: its members are what it defines.
         """
-        names = []
+        names: list[str] = []
         for node in ast.parse(self.source).body:
             if isinstance(node, ast.ClassDef):
                 names.extend(f"{node.name}.{n}" for n in _assigned(node.body))

@@ -282,7 +282,9 @@ def _check_fingerprints(
         declared = set(layer.replaces)
         actual = {n for n in layer.defines if n in result.replaced}
         for name in sorted(declared - set(layer.defines)):
-            problems.append(f"layer {layer.path.name} names {name} in Replaces but does not define it")
+            problems.append(
+                f"layer {layer.path.name} names {name} in Replaces but does not define it"
+            )
         for name in sorted(actual - declared):
             problems.append(
                 f"layer {layer.path.name} replaces upstream's {name} without naming it in Replaces"
@@ -480,8 +482,10 @@ def _upstream_module(base: str) -> str:
     wheels = sorted(folder.glob(f"pytest-{base}-*.whl"))
     if not wheels:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-            + ["--only-binary", ":all:", "--dest", str(folder), f"pytest==={base}"],
+            [
+                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+                *("--only-binary", ":all:", "--dest", str(folder), f"pytest==={base}"),
+            ],
             check=True,
         )
         wheels = sorted(folder.glob(f"pytest-{base}-*.whl"))
@@ -498,13 +502,23 @@ def _cli(argv: list[str]) -> int:
         description="Print _pytest/cacheprovider.py as the build merges it: upstream's "
         "module of the base release (from the package index) with the selected layers.",
     )
-    parser.add_argument("--base", default=None, help="base release (default: the default base)")
-    parser.add_argument("--fixes", default="all", help="layers, comma-separated (as -C fixes=...)")
-    parser.add_argument("--report", action="store_true", help="print what was replaced and added instead")
+    parser.add_argument(
+        "--base", default=None, help="base release (default: the default base)"
+    )
+    parser.add_argument(
+        "--fixes", default="all", help="layers, comma-separated (as -C fixes=...)"
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="print what was replaced and added instead",
+    )
     args = parser.parse_args(argv)
     base = _base({"base": args.base} if args.base else None)
     try:
-        result = merged_module(base, _upstream_module(base), _selection(base, {"fixes": args.fixes}))
+        result = merged_module(
+            base, _upstream_module(base), _selection(base, {"fixes": args.fixes})
+        )
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

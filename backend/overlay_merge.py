@@ -180,9 +180,7 @@ def _names_used(node: cst.CSTNode) -> set[str]:
 
 def _attributes_used(node: cst.CSTNode) -> set[str]:
     """The attribute names a class member reads (``self.x``, ``cls.x``, ``Cache.x``)."""
-    return {
-        n.attr.value for n in _descendants(node) if isinstance(n, cst.Attribute)
-    }
+    return {n.attr.value for n in _descendants(node) if isinstance(n, cst.Attribute)}
 
 
 def _descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -202,7 +200,7 @@ def _hooks_end(body: Sequence[cst.CSTNode]) -> int:
 
 
 def _placed(
-    body: list[cst.CSTNode],
+    body: Sequence[cst.CSTNode],
     new: Mapping[str, cst.CSTNode],
     used_by: Callable[[cst.CSTNode], set[str]],
     *,
@@ -221,7 +219,9 @@ def _placed(
     for i, node in enumerate(body):
         for name in used_by(node) & new.keys():
             place[name] = min(place[name], i)
-    for _ in range(2):  # Then what nothing upstream uses goes to ``end``, with its helpers.
+    for _ in range(
+        2
+    ):  # Then what nothing upstream uses goes to ``end``, with its helpers.
         changed = True
         while changed:  # A helper of a helper goes where its user goes, or earlier.
             changed = False
@@ -466,8 +466,8 @@ def _merge_class(
                 )
             new_members[name] = _with_blank_lines(node, 1)
             added.append(qualname)
-    body = _placed(body, new_members, _attributes_used, end=len(body))
-    return cls.with_changes(body=cls.body.with_changes(body=body))
+    placed = _placed(body, new_members, _attributes_used, end=len(body))
+    return cls.with_changes(body=cls.body.with_changes(body=placed))
 
 
 def merge(

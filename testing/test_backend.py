@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import layers  # noqa: E402
 from forktools import mutations  # noqa: E402
+import layers  # noqa: E402
 import overlay_backend  # noqa: E402
 from overlay_backend import BuildError  # noqa: E402
 import overlay_merge  # noqa: E402
@@ -115,7 +115,9 @@ class TestRefusals:
             overlay_backend._check_fingerprints(
                 BASE, merge_result({"Cache.set": "aaaa"}, []), selection
             )
-        assert "names Cache.sett in Replaces but does not define it" in str(raised.value)
+        assert "names Cache.sett in Replaces but does not define it" in str(
+            raised.value
+        )
         assert "replaces upstream's Cache.set without naming it" in str(raised.value)
 
     def test_unreviewed_replacement_is_refused(
@@ -157,12 +159,27 @@ class TestRefusals:
         assert line.startswith("python backend/overlay_backend.py --base 9.2.0")
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
         result = subprocess.run(
-            [sys.executable, "backend/overlay_backend.py", "--base", "9.2.0", "--fixes", "atomic-set"],
-            cwd=ROOT, capture_output=True, text=True, timeout=PIP_TIMEOUT, env=env, check=False,
+            [
+                sys.executable,
+                "backend/overlay_backend.py",
+                "--base",
+                "9.2.0",
+                "--fixes",
+                "atomic-set",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=PIP_TIMEOUT,
+            env=env,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         compile(result.stdout, "cacheprovider.py", "exec")
-        assert "def _write_atomic(" in result.stdout and "def _make_cachedir(" in result.stdout
+        assert (
+            "def _write_atomic(" in result.stdout
+            and "def _make_cachedir(" in result.stdout
+        )
         assert "def _sweep_orphans(" not in result.stdout  # Not selected.
 
     def test_frozen_base_wins_and_conflicts_are_refused(
@@ -345,15 +362,29 @@ def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
         name for name in mine.keys() | stock.keys() if mine.get(name) != stock.get(name)
     }
     ensure = "Cache._ensure_cache_dir_and_supporting_files"
-    publish = {"CACHEDIR_FILES", "_make_cachedir", "_make_private_dir", "_lost_publish_race"}
+    publish = {
+        "CACHEDIR_FILES",
+        "_make_cachedir",
+        "_make_private_dir",
+        "_lost_publish_race",
+    }
     naming = {"_owner_id", "_name_start", "_private_leaf"}
-    constants = {"_PRIVATE_PREFIX", "_UNIQUE_NAME_ATTEMPTS", "_NO_OWNER_ID", "_HEX_TO_LETTERS"}
+    constants = {
+        "_PRIVATE_PREFIX",
+        "_UNIQUE_NAME_ATTEMPTS",
+        "_NO_OWNER_ID",
+        "_HEX_TO_LETTERS",
+    }
     assert changed == {"Cache", ensure, *publish, *naming, *constants}
-    rest = overlay_merge.without_definitions(ours, [ensure, *publish, *naming, *constants])
+    rest = overlay_merge.without_definitions(
+        ours, [ensure, *publish, *naming, *constants]
+    )
     stock_rest = overlay_merge.without_definitions(theirs, [ensure])
 
     def imports(text: str) -> set[str]:
-        return {line for line in text.splitlines() if line.startswith(("import ", "from "))}
+        return {
+            line for line in text.splitlines() if line.startswith(("import ", "from "))
+        }
 
     assert imports(rest) - imports(stock_rest) == {
         "from __future__ import annotations",
@@ -367,7 +398,9 @@ def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
     assert imports(stock_rest) - imports(rest) == {"import tempfile"}
 
     def code(text: str) -> list[str]:
-        return [line for line in text.splitlines() if line and line not in imports(text)]
+        return [
+            line for line in text.splitlines() if line and line not in imports(text)
+        ]
 
     assert code(rest) == code(stock_rest)
 
@@ -406,7 +439,9 @@ def test_minimal_fork_passes_the_12381_regression_test(
         "test_workers_publishing_the_cache_dir_at_once_all_succeed_with_plain_modes"
     )
     summary = run.stdout.strip().splitlines()[-1]
-    assert regression_test in run.stdout and " passed" in summary, run.stdout + run.stderr
+    assert regression_test in run.stdout and " passed" in summary, (
+        run.stdout + run.stderr
+    )
     assert " failed" not in summary, run.stdout + run.stderr
 
 

@@ -39,7 +39,9 @@ class TestLowLevelWrite:
         real_open = Path.open
         seen: list[str] = []
 
-        def open_(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        def open_(
+            self: Path, mode: str = "r", *args: object, **kwargs: object
+        ) -> object:
             f = real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
             if "x" not in mode:
                 return f
@@ -98,7 +100,9 @@ class TestLowLevelWrite:
     ) -> None:
         expected = os.path.normpath(os.path.join(tmp_path, name))
         assert cacheprovider._confined(str(tmp_path), name) == expected
-        assert cacheprovider._confined(str(tmp_path), name) == expected  # From the memo.
+        assert (
+            cacheprovider._confined(str(tmp_path), name) == expected
+        )  # From the memo.
 
     @pytest.mark.parametrize("name", ["../x", "a/../../x", "/etc/passwd"])
     def test_escaping_name_is_refused_every_time(
@@ -195,6 +199,4 @@ class TestSkipEqualWrites:
     ) -> None:
         """Not even ``merge.lock``: nothing to merge takes no lock."""
         rewritten = self.steady_state_changes(pytester)
-        assert rewritten == [], (
-            f"a session that changed nothing touched {rewritten}"
-        )
+        assert rewritten == [], f"a session that changed nothing touched {rewritten}"

@@ -258,7 +258,9 @@ class TestAtomicWrite:
         cache.set("plugin/value", "old")
         real_open = Path.open
 
-        def open_(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        def open_(
+            self: Path, mode: str = "r", *args: object, **kwargs: object
+        ) -> object:
             if self.name.startswith("pytest-cache-files-"):
                 raise OSError(errno.ENOSPC, "No space left on device")
             f = real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
@@ -281,10 +283,11 @@ class TestAtomicWrite:
 
         expected = "old" if in_place_fails else "a much longer new value"
         assert cache.get("plugin/value", None) == expected
-        assert [str(w.message) for w in seen] == (
-            [f"cache could not write path {cache._getvaluepath('plugin/value')}: "
-             "[Errno 28] No space left on device"] if in_place_fails else []
+        path = cache._getvaluepath("plugin/value")
+        warned = (
+            f"cache could not write path {path}: [Errno 28] No space left on device"
         )
+        assert [str(w.message) for w in seen] == ([warned] if in_place_fails else [])
         assert private_entries(cache._cachedir) == []
 
     def test_interrupted_write_keeps_the_old_value(
@@ -441,7 +444,8 @@ class TestOrphanRule:
             "pytest-cache-files-k3x9_q1z",  # Upstream's tempfile names.
             f"pytest-cache-files-x-{dead_pid}-0a1b2c3d",  # No owner id.
             f"pytest-cache-files-abcdefghij-{dead_pid}-0a1b2c3d",  # Another namespace.
-            "pytest-cache-files-" + own_private_name(Path(), 1).name.split("-")[3]
+            "pytest-cache-files-"
+            + own_private_name(Path(), 1).name.split("-")[3]
             + "-99999999999999999999-x",  # Not a pid.
         ):
             assert _own_dead_pid(foreign) is None, foreign
@@ -469,7 +473,10 @@ class TestOrphanRule:
         foreign_old = cachedir / "pytest-cache-files-a1b2c3d4"
         foreign_old.mkdir()
         os.utime(foreign_old, (old, old))
-        orphans = [own_private_name(tmp_path, dead_pid), own_private_name(cachedir, dead_pid)]
+        orphans = [
+            own_private_name(tmp_path, dead_pid),
+            own_private_name(cachedir, dead_pid),
+        ]
         orphans[0].mkdir()
         (orphans[0] / "README.md").write_text("half")
         orphans[1].write_text('{"half": ')
@@ -478,7 +485,12 @@ class TestOrphanRule:
 
         assert not any(p.exists() for p in [*orphans, foreign_old])
         assert link.is_symlink() and (precious / "data").read_text() == "keep me"
-        assert set(private_entries(tmp_path)) == {link, live, live_but_old, foreign_young}
+        assert set(private_entries(tmp_path)) == {
+            link,
+            live,
+            live_but_old,
+            foreign_young,
+        }
 
 
 class TestMerges:
@@ -572,7 +584,9 @@ class TestLocking:
             warnings.simplefilter("always")
             m.setattr(fcntl, "flock", flock)
             cache._merge_write(
-                "cache/nodeids", ["ours"], lambda on_disk: [*on_disk, "ours"]  # type: ignore[misc]
+                "cache/nodeids",
+                ["ours"],
+                lambda on_disk: [*on_disk, "ours"],  # type: ignore[misc]
             )
         assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
         assert [str(w.message) for w in seen] == [], "the unlocked merge warned"
@@ -613,7 +627,9 @@ class TestCacheClearOnce:
         (claim,) = private_entries(cachedir)
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
-        orphaned = claim.with_name(claim.name.replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
+        orphaned = claim.with_name(
+            claim.name.replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+        )
         claim.rename(orphaned)  # As if its owner had died meanwhile.
         Cache.clear_cache(cachedir, _ispytest=True)
         assert private_entries(pytester.path) == []

@@ -82,13 +82,22 @@ class TestHeaders:
         ("body", "replaces", "name"),
         [
             ("def helper() -> int:\n    return 2\n", "-", "helper"),
-            ("class Cache:\n    def set(self) -> None:\n        pass\n", "-", "Cache.set"),
+            (
+                "class Cache:\n    def set(self) -> None:\n        pass\n",
+                "-",
+                "Cache.set",
+            ),
             ("def other() -> None:\n    pass\n", "helper", "helper"),
         ],
         ids=["function", "class member", "named in Replaces"],
     )
     def test_defining_what_another_layer_defines_is_refused(
-        self, series: list[layers.Layer], tmp_path: Path, body: str, replaces: str, name: str
+        self,
+        series: list[layers.Layer],
+        tmp_path: Path,
+        body: str,
+        replaces: str,
+        name: str,
     ) -> None:
         """Each layer owns its definitions: a fix of a fix goes into the layer it fixes."""
         write_layer(tmp_path, 5, "redefines", body, needs="second", replaces=replaces)
@@ -177,5 +186,11 @@ class TestSelection:
 class TestCombine:
     def test_layers_fold_into_one_overlay(self, series: list[layers.Layer]) -> None:
         combined = layers.combine(series)
-        for text in ("return 1", "return helper()", "def set", "def other", "ALONE = 1"):
+        for text in (
+            "return 1",
+            "return helper()",
+            "def set",
+            "def other",
+            "ALONE = 1",
+        ):
             assert text in combined

@@ -200,7 +200,9 @@ def test_new_definitions_go_before_their_first_user_and_hooks_after_configure() 
 
 
 def test_a_replacement_keeps_its_own_comment() -> None:
-    upstream = "import os\n\nX = 1\n\n# Upstream's comment.\ndef helper():\n    return 1\n"
+    upstream = (
+        "import os\n\nX = 1\n\n# Upstream's comment.\ndef helper():\n    return 1\n"
+    )
     overlay = "import os\n\n# Ours, which says why.\ndef helper():\n    return os.sep\n"
     code = merge(upstream, overlay).code
     assert "# Ours, which says why." in code and "Upstream's comment" not in code

@@ -44,7 +44,9 @@ def _own_dead_pid(name: str) -> bool | None:
     owner, _, rest = name[len(_PRIVATE_PREFIX) :].partition("-")
     pid, sep, _ = rest.partition("-")
     ours = _name_start(os.getpid())
-    if not (sep and owner != _NO_OWNER_ID and ours.startswith(f"{_PRIVATE_PREFIX}{owner}-")):
+    if not (
+        sep and owner != _NO_OWNER_ID and ours.startswith(f"{_PRIVATE_PREFIX}{owner}-")
+    ):
         return None
     if not (pid.isascii() and pid.isdigit() and len(pid) <= _MAX_PID_DIGITS):
         return None

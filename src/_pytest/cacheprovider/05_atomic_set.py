@@ -266,7 +266,9 @@ class Cache:
                 try:
                     self._mkdir(path.parent)
                 except OSError as exc:
-                    self.warn(f"could not create cache path {path}: {exc}", _ispytest=True)
+                    self.warn(
+                        f"could not create cache path {path}: {exc}", _ispytest=True
+                    )
                     return
                 self._made_folders.add(path.parent)
             try:
