@@ -1,17 +1,18 @@
-"""The merged writes of ``lastfailed`` and ``nodeids`` on hostile ground (issue 10).
+"""The merged writes of ``lastfailed`` and ``nodeids`` on hostile ground (issues 10 and 19).
 
 Whatever goes wrong with ``merge.lock`` (it cannot be opened, the filesystem
 has no locks, its holder is stopped, it is replaced under us) the merged value
-is still written, and silently, as stock pytest writes it; the compare-and-swap
-holds on a real filesystem with 1 s timestamps; a corrupt lastfailed is
-repaired; a test that crashed its xdist worker counts as run.
+is still written, and silently, as stock pytest writes it; the
+compare-and-swap holds on a real filesystem with 1 s timestamps; a corrupt
+lastfailed is repaired; a test that crashed its xdist worker counts as run.
+Tests without a ``layer`` marker guard against harm the merge itself could do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
 import errno
-import functools
 import json
 import os
 from pathlib import Path
@@ -72,19 +73,27 @@ def output(result: RunResult) -> str:
     return "\n".join(result.outlines + result.errlines)
 
 
-def cache_with_policy(pytester: Pytester, key: str) -> Cache:
-    """A session's cache in effect, that merges ``key`` as nodeids are merged."""
+def cache_read_before_another_session_wrote(pytester: Pytester, key: str) -> Cache:
+    """A session's cache in effect, whose ``key`` another session rewrote since it was read."""
     cache = pytester.parseconfigure().cache
     assert cache is not None
     cache.set(key, ["from-another-session"])
-    cache._merge_policies[key] = cacheprovider._merge_nodeids
     return cache
 
 
-def set_recording_warnings(cache: Cache, key: str, value: object) -> list[str]:
+def union(on_disk: object) -> object:
+    """Merge ``["ours"]`` into the node ids on disk, as the new-first plugin does."""
+    known = on_disk if isinstance(on_disk, list) else []
+    return sorted({*known, "ours"})
+
+
+def merge_recording_warnings(
+    cache: Cache, key: str, merge: Callable[[object], object] = union
+) -> list[str]:
+    """Write ``["ours"]`` for ``key`` as a session ends, merged by ``merge``."""
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        cache.set(key, value)
+        cache._merge_write(key, ["ours"], merge)
     return [str(w.message) for w in seen]
 
 
@@ -116,7 +125,6 @@ def root_on_linux(what: str) -> None:
 
 @needs_posix_locks
 class TestLockNeverCostsData:
-    @pytest.mark.layer("lock-never-costs-data")
     @pytest.mark.parametrize(
         "kind", ["directory", "dangling symlink", "symlink out of the cache dir"]
     )
@@ -124,7 +132,7 @@ class TestLockNeverCostsData:
         self, pytester: Pytester, kind: str
     ) -> None:
         key = "cache/nodeids"
-        cache = cache_with_policy(pytester, key)
+        cache = cache_read_before_another_session_wrote(pytester, key)
         lockfile = cache._cachedir / "merge.lock"
         outside = pytester.path / "outside-the-cache"
         if kind == "directory":
@@ -137,32 +145,29 @@ class TestLockNeverCostsData:
 
         outside_locked: list[bool] = []
 
-        def policy(on_disk: object, ours: object) -> object:
+        def merge(on_disk: object) -> object:
             outside_locked.append(outside.exists() and lock_is_held_by_someone(outside))
-            return cacheprovider._merge_nodeids(on_disk, ours)
+            return union(on_disk)
 
-        cache._merge_policies[key] = policy
-        set_recording_warnings(cache, key, ["ours"])
+        merge_recording_warnings(cache, key, merge)
 
         written = value(pytester.path, key)
         assert written == ["from-another-session", "ours"], (
-            f"[lock-never-costs-data] merge.lock a {kind}: nodeids is {written!r}"
+            f"merge.lock a {kind}: nodeids is {written!r}"
         )
         assert not (pytester.path / "nowhere").exists(), (
-            "[lock-never-costs-data] a dangling merge.lock symlink was followed"
+            "a dangling merge.lock symlink was followed"
         )
-        assert outside_locked == [False], (
-            "[lock-never-costs-data] merge.lock was followed out of the cache dir"
-        )
+        assert outside_locked == [False], "merge.lock was followed out of the cache dir"
         assert outside.read_text() == "not the cache's"
 
     @pytest.mark.parametrize(
         "error",
         [
-            "ENOLCK",  # Fell back before issue 10 already.
+            "ENOLCK",
             "EOPNOTSUPP",
-            pytest.param("EBADF", marks=pytest.mark.layer("lock-never-costs-data")),
-            pytest.param("EIO", marks=pytest.mark.layer("lock-never-costs-data")),
+            "EBADF",
+            "EIO",
         ],
         ids=str.lower,
     )
@@ -173,27 +178,26 @@ class TestLockNeverCostsData:
         import fcntl
 
         key = "cache/nodeids"
-        cache = cache_with_policy(pytester, key)
+        cache = cache_read_before_another_session_wrote(pytester, key)
 
         def flock(fd: int, operation: int) -> None:
             raise OSError(getattr(errno, error), os.strerror(getattr(errno, error)))
 
         monkeypatch.setattr(fcntl, "flock", flock)
-        set_recording_warnings(cache, key, ["ours"])
+        merge_recording_warnings(cache, key)
         monkeypatch.undo()
         written = value(pytester.path, key)
         assert written == ["from-another-session", "ours"], (
-            f"[lock-never-costs-data] flock failing with {error}: nodeids is {written!r}"
+            f"flock failing with {error}: nodeids is {written!r}"
         )
 
-    @pytest.mark.layer("lock-never-costs-data")
     @pytest.mark.parametrize("change", ["replaced", "deleted"])
     def test_lock_file_changed_while_locking_is_locked_again(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch, change: str
     ) -> None:
         """Another process replaces or deletes merge.lock just as we lock it: ours would exclude nobody."""
         key = "cache/nodeids"
-        cache = cache_with_policy(pytester, key)
+        cache = cache_read_before_another_session_wrote(pytester, key)
         lockfile = cache._cachedir / "merge.lock"
         real_try_lock = cacheprovider._try_lock
         changed: list[bool] = []
@@ -212,25 +216,23 @@ class TestLockNeverCostsData:
 
         held_during_merge: list[bool] = []
 
-        def policy(on_disk: object, ours: object) -> object:
+        def merge(on_disk: object) -> object:
             held_during_merge.append(
                 lockfile.exists() and lock_is_held_by_someone(lockfile)
             )
-            return cacheprovider._merge_nodeids(on_disk, ours)
+            return union(on_disk)
 
-        cache._merge_policies[key] = policy
         monkeypatch.setattr(cacheprovider, "_try_lock", try_lock)
-        set_recording_warnings(cache, key, ["ours"])
+        merge_recording_warnings(cache, key, merge)
         monkeypatch.undo()
 
         require(changed, "the lock was never taken, so never changed under it")
         assert held_during_merge == [True], (
-            f"[lock-never-costs-data] merged under a lock on a merge.lock that was {change}: "
+            f"merged under a lock on a merge.lock that was {change}: "
             "the file at the path was not locked"
         )
         assert value(pytester.path, key) == ["from-another-session", "ours"]
 
-    @pytest.mark.layer("lock-never-costs-data")
     @pytest.mark.parametrize("owner", ["read-only", "another user's"])
     def test_lock_file_we_may_not_write_still_locks(
         self, pytester: Pytester, owner: str
@@ -285,12 +287,10 @@ class TestLockNeverCostsData:
 
         written = value(pytester.path, "cache/lastfailed")
         assert written == {"test_it.py::test_fails": True}, (
-            f"[lock-never-costs-data] merge.lock {owner}: lastfailed is {written!r}"
+            f"merge.lock {owner}: lastfailed is {written!r}"
         )
         seen = (pytester.path / "lock-seen").read_text()
-        assert seen == "True", (
-            f"[lock-never-costs-data] merge.lock {owner}: merged without holding the lock"
-        )
+        assert seen == "True", f"merge.lock {owner}: merged without holding the lock"
 
 
 @pytest.fixture
@@ -355,7 +355,6 @@ def wait_until_stopped(pytester: Pytester, process: subprocess.Popen[bytes]) -> 
 
 @pytest.mark.slow
 class TestStoppedLockHolder:
-    @pytest.mark.layer("lock-never-costs-data")
     def test_next_session_writes_both_values_despite_a_stopped_holder(
         self, pytester: Pytester, stopped_holder: subprocess.Popen[bytes]
     ) -> None:
@@ -371,16 +370,15 @@ class TestStoppedLockHolder:
 
         lastfailed = value(pytester.path, "cache/lastfailed")
         assert lastfailed == {"test_a.py::test_a": True, "test_b.py::test_b": True}, (
-            f"[lock-never-costs-data] with the lock holder stopped, lastfailed is {lastfailed!r}"
+            f"with the lock holder stopped, lastfailed is {lastfailed!r}"
         )
         nodeids = value(pytester.path, "cache/nodeids")
         assert isinstance(nodeids, list) and "test_b.py::test_b" in nodeids, (
-            f"[lock-never-costs-data] with the lock holder stopped, nodeids is {nodeids!r}"
+            f"with the lock holder stopped, nodeids is {nodeids!r}"
         )
 
 
 class TestSilentFallback:
-    @pytest.mark.layer("silent-fallback")
     @pytest.mark.parametrize("mode", WARNINGS_AS_ERRORS)
     @pytest.mark.parametrize("why", ["ENOLCK", "merge.lock is a directory"])
     def test_unlocked_merge_is_silent_with_warnings_as_errors(
@@ -407,7 +405,7 @@ class TestSilentFallback:
 
         lastfailed = value(pytester.path, "cache/lastfailed")
         assert lastfailed == {"test_it.py::test_fails": True}, (
-            f"[silent-fallback] {why}, {mode}: lastfailed is {lastfailed!r}\n{text}"
+            f"{why}, {mode}: lastfailed is {lastfailed!r}\n{text}"
         )
         assert value(pytester.path, "cache/nodeids") == [
             "test_it.py::test_fails",
@@ -415,7 +413,7 @@ class TestSilentFallback:
         ]
         for needle in ("Traceback", "INTERNALERROR", "Warning"):
             assert needle not in text, (
-                f"[silent-fallback] {why}, {mode}: {needle!r} in the output\n{text}"
+                f"{why}, {mode}: {needle!r} in the output\n{text}"
             )
         result.assert_outcomes(failed=1, passed=1)
 
@@ -455,7 +453,6 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 class TestRacilyClean:
-    @pytest.mark.layer("racily-clean")
     def test_same_size_rewrite_within_one_tick_is_merged(
         self, pytester: Pytester, coarse_fs: Path
     ) -> None:
@@ -487,25 +484,23 @@ class TestRacilyClean:
         else:
             require(False, "no rewrite looked identical (tick crossed, no inode reuse)")
         assert session is not None
-        policies = getattr(session, "_merge_policies", None)
-        if policies is not None:  # Stock has no merge at all.
-            policies[key] = functools.partial(
-                cacheprovider._merge_lastfailed,
-                at_start={"t.py::x": True},
-                ran={"t.py::s"},
-            )
-        session.set(key, {"t.py::x": True, "t.py::s": True})
+
+        def merge(on_disk: object) -> object:
+            """As the session that ran only ``t.py::s`` (which failed) merges."""
+            assert isinstance(on_disk, dict)
+            return {**on_disk, "t.py::s": True}
+
+        session._merge_write(key, {"t.py::x": True, "t.py::s": True}, merge)
 
         written = json.loads(path.read_text())
         assert "t.py::z" in written, (
-            f"[racily-clean] lastfailed lost t.py::z, rewritten within one 1 s tick: "
-            f"{written}"
+            f"lastfailed lost t.py::z, rewritten within one 1 s tick: {written}"
         )
         assert written == {"t.py::z": True, "t.py::s": True}
 
 
 class TestCorruptLastfailed:
-    @pytest.mark.layer("corrupt-lastfailed-repaired")
+    @pytest.mark.layer("lastfailed-merge")
     @pytest.mark.parametrize("mode", WARNINGS_AS_ERRORS)
     def test_corrupt_lastfailed_is_repaired_when_every_test_passes(
         self, pytester: Pytester, mode: str
@@ -520,7 +515,7 @@ class TestCorruptLastfailed:
 
         repaired = value(pytester.path, "cache/lastfailed")
         assert repaired is not None, (
-            f"[corrupt-lastfailed-repaired] lastfailed still holds {path.read_bytes()!r}"
+            f"[lastfailed-merge] lastfailed still holds {path.read_bytes()!r}"
         )
         assert repaired == {}
         assert "Warning" not in text and "Traceback" not in text, text
@@ -536,7 +531,6 @@ class TestCorruptLastfailed:
 
 @pytest.mark.slow
 class TestCrashedTestsCounted:
-    @pytest.mark.layer("crashed-tests-counted")
     def test_failure_of_a_test_that_crashed_its_worker_is_kept(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -603,6 +597,6 @@ class TestCrashedTestsCounted:
 
         lastfailed = value(pytester.path, "cache/lastfailed")
         assert lastfailed == {nodeid: True}, (
-            f"[crashed-tests-counted] lastfailed lost the failure of the test that "
+            f"lastfailed lost the failure of the test that "
             f"crashed its worker: {lastfailed!r}"
         )

@@ -261,11 +261,8 @@ class LFPlugin:
         assert cache is not None
         ours = {str(nodeid): failed for nodeid, failed in self.lastfailed.items()}
         key = "cache/lastfailed"
-        if not self._owned and cache._unchanged(key):
-            # Nothing to write, and the file is as read, unless it held no JSON.
-            path = cache._getvaluepath(key)
-            if ours or cache.get(key, None) is not None or not path.exists():
-                return
+        if not ours and not cache._getvaluepath(key).exists():
+            return  # Nothing failed, nothing to remove: no file, as every release.
 
         def merge(on_disk: object) -> object:
             merged = dict(on_disk) if isinstance(on_disk, dict) else {}
