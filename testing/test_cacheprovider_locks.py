@@ -2,7 +2,8 @@
 
 Whatever goes wrong with ``merge.lock`` (it cannot be opened, the filesystem
 has no locks, its holder is stopped, it is replaced under us) the merged value
-is still written, and silently, as stock pytest writes it; the
+is still written, and silently, as stock pytest writes it; a holder that
+resumes after another session went ahead keeps that session's entries; the
 compare-and-swap holds on a real filesystem with 1 s timestamps; a corrupt
 lastfailed is repaired; a test that crashed its xdist worker counts as run.
 Tests without a ``layer`` marker guard against harm the merge itself could do.
@@ -376,6 +377,116 @@ class TestStoppedLockHolder:
         assert isinstance(nodeids, list) and "test_b.py::test_b" in nodeids, (
             f"with the lock holder stopped, nodeids is {nodeids!r}"
         )
+
+
+# A session (HOLDER set) that stops itself just before lastfailed is written:
+# before the fork's os.replace, or before stock's in-place open for writing.
+STOPS_BEFORE_WRITING_LASTFAILED = """
+import os
+import pathlib
+import signal
+
+BARRIER = pathlib.Path(__file__).with_name("holder-stopped")
+_real_replace = os.replace
+_real_open = pathlib.Path.open
+
+
+def _stop_once():
+    if os.environ.get("HOLDER") and not BARRIER.exists():
+        BARRIER.touch()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _replace(src, dst, *args, **kwargs):
+    if os.path.basename(os.fspath(dst)) == "lastfailed":
+        _stop_once()
+    return _real_replace(src, dst, *args, **kwargs)
+
+
+def _open(self, mode="r", *args, **kwargs):
+    if self.name == "lastfailed" and "w" in mode:
+        _stop_once()
+    return _real_open(self, mode, *args, **kwargs)
+
+
+os.replace = _replace
+pathlib.Path.open = _open
+"""
+
+
+def wait_for_stop(barrier: Path, process: subprocess.Popen[bytes]) -> None:
+    """Return once ``process`` has stopped itself after creating ``barrier`` (a file barrier)."""
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while not barrier.exists():
+        require(process.poll() is None, "the holder ended without stopping")
+        require(time.monotonic() < deadline, f"no {barrier.name} after {WAIT} s")
+        time.sleep(0.01)
+    # Blocks for the instant between the barrier and SIGSTOP; keeps it waitable.
+    status = os.waitid(os.P_PID, process.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+    require(
+        status is not None and status.si_code == os.CLD_STOPPED,
+        f"the holder did not stop: {status}",
+    )
+
+
+@pytest.mark.slow
+class TestResumedLockHolder:
+    @pytest.mark.layer("lastfailed-merge")
+    def test_holder_resumed_after_another_session_went_ahead_keeps_its_failure(
+        self, pytester: Pytester
+    ) -> None:
+        """Issue 19: A stops (SIGSTOP, a debugger) just before writing lastfailed.
+
+        A holds merge.lock meanwhile (stock has none); B waits its bounded
+        patience, goes ahead and writes {a, d}; then A resumes and writes its
+        {a, b}.  B's failure d must survive A's late write.
+        """
+        if not hasattr(signal, "SIGSTOP") or not hasattr(os, "waitid"):
+            unavailable("stopping a process with SIGSTOP needs POSIX")
+        pytester.makeconftest(STOPS_BEFORE_WRITING_LASTFAILED)
+        pytester.makepyfile(
+            test_a="def test_a(): assert 0",
+            test_b="def test_b(): assert 0",
+            test_d="def test_d(): assert 0",
+        )
+        a, b, d = (f"test_{n}.py::test_{n}" for n in "abd")
+        path = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({a: True}))
+
+        log = (pytester.path / "holder.log").open("wb")
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:xdist", "test_b.py"],
+            cwd=pytester.path,
+            env={**os.environ, "HOLDER": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_stop(pytester.path / "holder-stopped", holder)
+            run(pytester, "test_d.py").assert_outcomes(failed=1)
+            require(holder.poll() is None, "the holder went on meanwhile")
+            went_ahead = value(pytester.path, "cache/lastfailed")
+            require(went_ahead == {a: True, d: True}, f"B wrote {went_ahead!r}")
+        finally:
+            holder.send_signal(signal.SIGCONT)
+            try:
+                holder.wait(timeout=RUN_TIMEOUT)
+            finally:
+                holder.kill()
+                log.close()
+        require(holder.returncode == 1, (pytester.path / "holder.log").read_text())
+
+        lastfailed = value(pytester.path, "cache/lastfailed")
+        assert lastfailed == {a: True, b: True, d: True}, (
+            f"[lastfailed-merge] the lock holder resumed after another session went "
+            f"ahead and wrote over its failure: lastfailed is {lastfailed!r}"
+        )
+        # (B's copy of nodeids, left while A held the lock for lastfailed, goes
+        # when the next session takes the lock to write nodeids.)
+        assert not path.with_name("lastfailed.ahead").exists()
 
 
 class TestSilentFallback:

@@ -14,8 +14,10 @@ entries of the tests it ran or collected; every other entry stays as it is on
 disk.  The write is a compare-and-swap under an OS lock on ``merge.lock``: the
 file is merged only when its signature changed since the session read it.
 A lock never costs data: when it cannot be had the value is written unlocked
-and silently, as every release writes it.  A corrupt ``lastfailed``, which
-every release keeps for ever once all tests pass, is rewritten.
+and silently, as every release writes it, and a holder that resumes late
+merges what the sessions that went ahead meanwhile left for it.  A corrupt
+``lastfailed``, which every release keeps for ever once all tests pass, is
+rewritten.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _MERGED_KEYS = ("cache/lastfailed", "cache/nodeids")
 _LOCK_PATIENCE = 3.0
 _LOCK_MAX_WAIT = 30.0
 _LOCK_DELAY = 0.05
+# Why a merge goes on unlocked when another process holds the lock too long.
+_HELD_ELSEWHERE = "held by another process"
 # Times the lock is taken again when merge.lock was replaced or deleted under us.
 _LOCK_REOPEN_ATTEMPTS = 5
 # How long after its last change a file's timestamps cannot tell two versions
@@ -56,9 +60,8 @@ def _signature(path: Path) -> object:
         st = os.stat(path)
     except OSError:  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
         return None
-    window = (
-        _RACY_WINDOW_NS if st.st_mtime_ns % 1_000_000_000 == 0 else _FINE_RACY_WINDOW_NS
-    )
+    coarse = st.st_mtime_ns % 1_000_000_000 == 0  # Whole seconds, for all we know.
+    window = _RACY_WINDOW_NS if coarse else _FINE_RACY_WINDOW_NS
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= window:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     try:
@@ -73,13 +76,12 @@ def _open_lock(lockfile: Path) -> int:
     """Open ``lockfile`` for locking, creating it; never through a symlink.
 
     ``O_NOFOLLOW`` keeps the lock in the cache dir, ``O_NONBLOCK`` keeps a FIFO
-    from blocking.  A file we may not write (read-only, another user's) is
-    opened read-only, which ``flock`` locks just as well.  ``OSError`` when it
-    cannot be opened or is no regular file.
+    from blocking (``os.open`` makes descriptors non-inheritable itself).  A
+    file we may not write (read-only, another user's) is opened read-only,
+    which ``flock`` locks just as well.  ``OSError`` when it cannot be opened
+    or is no regular file.
     """
-    flags = os.O_CREAT
-    for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC"):
-        flags |= getattr(os, name, 0)
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(lockfile, os.O_RDWR | flags, 0o666)
     except OSError as e:
@@ -113,12 +115,6 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _lock_stamp(fd: int) -> tuple[int, int]:
-    """The lock file's timestamps: every holder touches them when it takes the lock."""
-    st = os.fstat(fd)
-    return (st.st_mtime_ns, st.st_ctime_ns)
-
-
 def _acquire(fd: int, *, patience: float) -> str | None:
     """Lock ``fd``; None once it is held, otherwise why the caller goes on unlocked.
 
@@ -129,7 +125,7 @@ def _acquire(fd: int, *, patience: float) -> str | None:
     """
     start = time.monotonic()
     deadline = start + patience
-    stamp = _lock_stamp(fd)
+    stamp = os.fstat(fd).st_mtime_ns  # Every holder touches it when it takes the lock.
     while True:
         try:
             if _try_lock(fd):
@@ -140,11 +136,11 @@ def _acquire(fd: int, *, patience: float) -> str | None:
         except OSError as e:
             return f"locks unavailable ({e})"
         now = time.monotonic()
-        seen = _lock_stamp(fd)
+        seen = os.fstat(fd).st_mtime_ns
         if seen != stamp:  # Another process had its turn.
             stamp, deadline = seen, now + patience
         if now >= min(deadline, start + _LOCK_MAX_WAIT):
-            return f"held by another process for {now - start:.1f} s"
+            return f"{_HELD_ELSEWHERE} for {now - start:.1f} s"
         time.sleep(_LOCK_DELAY)
 
 
@@ -211,16 +207,37 @@ class Cache:
         alone, unlocked.  Without the lock the same is written unlocked, traced
         for ``PYTEST_DEBUG=1`` and never warned about: every release writes
         unlocked, silently.
+
+        A holder that is stopped or slow (SIGSTOP, a debugger, a huge value)
+        may write after sessions that went ahead unlocked, over what they
+        wrote.  Rule: a session that goes ahead past a held lock first leaves
+        a copy of what it writes under ``<key>.ahead``.  A holder removes any
+        copy when it takes the lock (the holder it was left for is done) and,
+        after its own write, merges into a copy left meanwhile, writes again
+        and removes it.  So a holder never removes the entries of a session
+        that finished its write before the holder wrote.
         """
         path = self._getvaluepath(key)
         data = _encode(value)
         if _holds(path, data):
             return
         self._ensure_cache_dir_and_supporting_files()
-        with _locked(self._cachedir / "merge.lock", patience=self._lock_patience) as why:
+        ahead = self._getvaluepath(f"{key}.ahead")
+        with _locked(
+            self._cachedir / "merge.lock", patience=self._lock_patience
+        ) as why:
+            if why is None:
+                with contextlib.suppress(OSError):  # ENOENT: no copy, as a rule.
+                    ahead.unlink()
             if not self._unchanged(key):
                 data = _encode(merge(self.get(key, None)))
+            if (why or "").startswith(_HELD_ELSEWHERE):  # First: the holder sees it.
+                self._write_value(ahead, data)
             self._write_value(path, data)
+            if why is None and (left := self.get(f"{key}.ahead", None)) is not None:
+                self._write_value(path, _encode(merge(left)))
+                with contextlib.suppress(OSError):  # Else the next holder removes it.
+                    ahead.unlink()
         if why is not None:
             self._lock_patience = 0.0
             self._config.trace.root.get("cache")(f"merged {key} unlocked: {why}")
@@ -265,13 +282,9 @@ class LFPlugin:
             return  # Nothing failed, nothing to remove: no file, as every release.
 
         def merge(on_disk: object) -> object:
-            merged = dict(on_disk) if isinstance(on_disk, dict) else {}
-            for nodeid in self._owned:
-                if nodeid in ours:
-                    merged[nodeid] = ours[nodeid]
-                else:
-                    merged.pop(nodeid, None)
-            return merged
+            theirs = on_disk.items() if isinstance(on_disk, dict) else ()
+            kept = {nodeid: v for nodeid, v in theirs if nodeid not in self._owned}
+            return {**kept, **{n: v for n, v in ours.items() if n in self._owned}}
 
         cache._merge_write(key, ours, merge)
 
@@ -280,9 +293,8 @@ class NFPlugin:
     def pytest_sessionfinish(self) -> None:
         """Write the node ids this session knows, united with those on disk."""
         config = self.config
-        if config.getoption("cacheshow") or hasattr(config, "workerinput"):
-            return
-        if config.getoption("collectonly"):
+        skipped = config.getoption("cacheshow") or config.getoption("collectonly")
+        if skipped or hasattr(config, "workerinput"):
             return
         assert config.cache is not None
         ours = sorted(str(nodeid) for nodeid in self.cached_nodeids)
