@@ -144,11 +144,17 @@ def parse_layer(path: Path) -> Layer:
     if not docstring:
         raise LayerError(f"{path.name}: a layer opens with a docstring and its header")
     lines = docstring.splitlines()
-    fields = {}
+    fields: dict[str, str] = {}
+    last = None
     for line in lines[1:]:
         key, sep, value = line.partition(":")
         if sep and key in HEADER_FIELDS:
             fields[key] = value.strip()
+            last = key
+        elif last is not None and line.startswith("  ") and line.strip():
+            fields[last] += " " + line.strip()  # A field continued, indented.
+        else:
+            last = None
     missing = [key for key in HEADER_FIELDS if key not in fields]
     if missing:
         raise LayerError(f"{path.name}: header lacks {', '.join(missing)}")

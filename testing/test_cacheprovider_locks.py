@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterator
 import errno
+import functools
 import json
 import os
 from pathlib import Path
@@ -78,8 +79,19 @@ def cache_read_before_another_session_wrote(pytester: Pytester, key: str) -> Cac
     """A session's cache in effect, whose ``key`` another session rewrote since it was read."""
     cache = pytester.parseconfigure().cache
     assert cache is not None
+    cache._write_steps.clear()  # Written as another session, plainly.
     cache.set(key, ["from-another-session"])
     return cache
+
+
+def merge_write(
+    cache: Cache, key: str, value: object, merge: Callable[[object], object]
+) -> None:
+    """``cache.set(key, value)`` as the session's plugins write ``key``: merged by ``merge``."""
+    cache._write_steps[key] = functools.partial(
+        cache._merged_write, key, lambda on_disk, ours: merge(on_disk)
+    )
+    cache.set(key, value)
 
 
 def union(on_disk: object) -> object:
@@ -94,7 +106,7 @@ def merge_recording_warnings(
     """Write ``["ours"]`` for ``key`` as a session ends, merged by ``merge``."""
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        cache._merge_write(key, ["ours"], merge)
+        merge_write(cache, key, ["ours"], merge)
     return [str(w.message) for w in seen]
 
 
@@ -581,6 +593,7 @@ class TestRacilyClean:
             shutil.rmtree(cachedir, ignore_errors=True)
             writer = pytester.parseconfigure(*option).cache
             assert writer is not None
+            writer._write_steps.clear()  # Another session, writing plainly.
             writer.set(key, {"t.py::x": True})
             first = os.stat(path)
             # Configuring reads lastfailed (LFPlugin), as a session starts.
@@ -601,7 +614,7 @@ class TestRacilyClean:
             assert isinstance(on_disk, dict)
             return {**on_disk, "t.py::s": True}
 
-        session._merge_write(key, {"t.py::x": True, "t.py::s": True}, merge)
+        merge_write(session, key, {"t.py::x": True, "t.py::s": True}, merge)
 
         written = json.loads(path.read_text())
         assert "t.py::z" in written, (

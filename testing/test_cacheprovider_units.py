@@ -11,6 +11,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 import contextlib
 import errno
+import functools
 import json
 import os
 from pathlib import Path
@@ -302,7 +303,7 @@ class TestAtomicWrite:
         with monkeypatch.context() as m:
             m.setattr(os, "replace", replace)
             with pytest.raises(KeyboardInterrupt):
-                _write_atomic(target, b'"new"', tmp_path, {})
+                _write_atomic(str(target), b'"new"', str(tmp_path), {})
         assert target.read_text() == '"old"'
         assert list(tmp_path.iterdir()) == [target]
 
@@ -322,7 +323,7 @@ class TestAtomicWrite:
         with monkeypatch.context() as m:
             m.setattr(sys, "platform", "win32")
             m.setattr(os, "replace", replace)
-            _write_atomic(tmp_path / "value", b"1", tmp_path, {})
+            _write_atomic(str(tmp_path / "value"), b"1", str(tmp_path), {})
         assert (tmp_path / "value").read_text() == "1"
 
     def test_access_denied_on_posix_is_not_retried(
@@ -338,7 +339,7 @@ class TestAtomicWrite:
             m.setattr(sys, "platform", "linux")
             m.setattr(os, "replace", replace)
             with pytest.raises(PermissionError):
-                _write_atomic(tmp_path / "value", b"1", tmp_path, {})
+                _write_atomic(str(tmp_path / "value"), b"1", str(tmp_path), {})
         assert len(calls) == 1
         assert list(tmp_path.iterdir()) == []
 
@@ -501,6 +502,7 @@ class TestMerges:
         # Files written a moment ago are identified by content (racily clean); fine either way.
         cache = pytester.parseconfigure().cache
         assert cache is not None
+        cache._write_steps.clear()  # A plain writer: another session, in effect.
         cache.set("cache/nodeids", ["t.py::1"])
         other = pytester.parseconfigure().cache  # Another session, in effect.
         assert other is not None
@@ -509,14 +511,17 @@ class TestMerges:
         )
         seen: list[object] = []
 
-        def merge(on_disk: object) -> object:
+        def merge(on_disk: object, ours: object) -> object:
             seen.append(on_disk)
             return ["merged"]
 
-        other._merge_write("cache/nodeids", ["t.py::2"], merge)
+        other._write_steps["cache/nodeids"] = functools.partial(
+            other._merged_write, "cache/nodeids", merge
+        )
+        other.set("cache/nodeids", ["t.py::2"])
         assert seen == [] and other.get("cache/nodeids", None) == ["t.py::2"]
         cache.set("cache/nodeids", ["t.py::3"])  # Rewritten behind the other's back...
-        other._merge_write("cache/nodeids", ["t.py::4"], merge)  # ...so it merges.
+        other.set("cache/nodeids", ["t.py::4"])  # ...so it merges.
         assert seen == [["t.py::3"]]
         assert other.get("cache/nodeids", None) == ["merged"]
 
@@ -525,13 +530,16 @@ class TestMerges:
     ) -> None:
         cache = pytester.parseconfigure().cache
         assert cache is not None
+        cache._write_steps.clear()
         cache.set("cache/nodeids", ["a"])
 
         def no_lock(*args: object, **kwargs: object) -> object:
             raise AssertionError("locked to write what is on disk already")
 
         monkeypatch.setattr(cacheprovider, "_locked", no_lock)
-        cache._merge_write("cache/nodeids", ["a"], lambda on_disk: on_disk)
+        path = os.fspath(cache._getvaluepath("cache/nodeids"))
+        write = functools.partial(cache._write_value, path)
+        cache._merged_write("cache/nodeids", cacheprovider._united, write, ["a"])
         assert not (cache._cachedir / "merge.lock").exists()
 
 
@@ -583,11 +591,10 @@ class TestLocking:
         with monkeypatch.context() as m, warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             m.setattr(fcntl, "flock", flock)
-            cache._merge_write(
-                "cache/nodeids",
-                ["ours"],
-                lambda on_disk: [*on_disk, "ours"],  # type: ignore[misc]
+            cache._write_steps["cache/nodeids"] = functools.partial(
+                cache._merged_write, "cache/nodeids", cacheprovider._united
             )
+            cache.set("cache/nodeids", ["ours"])
         assert cache.get("cache/nodeids", None) == ["from-another-session", "ours"]
         assert [str(w.message) for w in seen] == [], "the unlocked merge warned"
 

@@ -20,11 +20,14 @@ whose name is not) are written as JSON escapes instead of failing the write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import contextlib
 import functools
 import stat
 import time
 from typing import Any
+
+from _pytest.warning_types import PytestCacheWarning
 
 
 # Windows refuses to open or replace a file while another process replaces or
@@ -57,13 +60,16 @@ def _encode(value: object) -> bytes:
 
 
 def _write_all(f: Any, data: bytes) -> None:
-    """Write all of ``data`` to the unbuffered file ``f`` (short writes go on)."""
-    view = memoryview(data)
-    while view:
-        view = view[f.write(view) :]
+    """Write all of ``data`` to the unbuffered file ``f`` (a short write goes on)."""
+    written = f.write(data)
+    while isinstance(written, int) and written < len(data):
+        more = f.write(memoryview(data)[written:])
+        if not more:  # Not even an error says why: say it.
+            raise OSError(errno.EIO, "the file takes no more bytes")
+        written += more
 
 
-def _followed(path: Path, link: os.stat_result) -> tuple[Path, os.stat_result | None]:
+def _followed(path: str, link: os.stat_result) -> tuple[str, os.stat_result | None]:
     """The file a write to the symlink ``path`` goes to, and its status.
 
     The link is followed where the kernel's ``protected_symlinks`` rule would
@@ -73,24 +79,24 @@ def _followed(path: Path, link: os.stat_result) -> tuple[Path, os.stat_result | 
     """
     if sys.platform == "win32" or link.st_uid not in (
         os.geteuid(),
-        os.stat(path.parent).st_uid,
+        os.stat(os.path.dirname(path)).st_uid,
     ):
         return path, link
-    target = Path(os.path.realpath(path))
+    target = os.path.realpath(path)
     try:
         return target, os.stat(target)
     except FileNotFoundError:  # A dangling link: the write creates its target.
         return target, None
 
 
-def _rewrite_in_place(path: Path, data: bytes) -> None:
+def _rewrite_in_place(path: str, data: bytes) -> None:
     """The in-place write of every release, without its torn or truncated file.
 
     The new bytes overwrite the old ones and the file is then cut to length;
     when that fails (a full disk while the file grows), the old bytes, which fit
     where they were, are put back, and the error propagates.
     """
-    with path.open("r+b", buffering=0) as f:
+    with Path(path).open("r+b", buffering=0) as f:
         old = f.read()
         try:
             f.seek(0)
@@ -103,38 +109,43 @@ def _rewrite_in_place(path: Path, data: bytes) -> None:
             raise
 
 
-def _write_private(folder: Path, data: bytes, old: os.stat_result | None) -> Path:
+def _write_private(folder: str, data: bytes, old: os.stat_result | None) -> str:
     """Write ``data`` to a new private file in ``folder``, with ``old``'s mode, owner and group.
 
-    A new value (``old`` is None) gets plain ``open`` permissions.  Nothing of
-    the private file is left when this fails.
+    A new value (``old`` is None) gets plain ``open`` permissions; otherwise
+    the mode and owner are set before any byte is written, so that not even
+    the private copy of a secret is readable by more users than the value.
+    They are set by name: a test may replace ``Path.open`` (which then creates
+    nothing, hence ENOENT is no error here).  Nothing of the private file is
+    left when this fails.
     """
     for _ in range(_UNIQUE_NAME_ATTEMPTS):
-        private = folder / _private_leaf()
+        private = os.path.join(folder, _private_leaf())
         try:
-            f = private.open("xb", buffering=0)
+            f = Path(private).open("xb", buffering=0)
         except FileExistsError:  # EEXIST: token collision, draw another one.
             continue
         try:
             with f:
                 if old is not None and sys.platform != "win32":
-                    os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
-                    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                        os.fchown(f.fileno(), old.st_uid, old.st_gid)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.chmod(private, stat.S_IMODE(old.st_mode))
+                        if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                            os.chown(private, old.st_uid, old.st_gid)
                 _write_all(f, data)
         except BaseException:
             with contextlib.suppress(OSError):
-                private.unlink()
+                os.unlink(private)
             raise
         return private
     raise FileExistsError(
         errno.EEXIST,
         f"no unused private name after {_UNIQUE_NAME_ATTEMPTS} attempts",
-        str(folder),
+        folder,
     )
 
 
-def _replace(private: Path, target: Path) -> None:
+def _replace(private: str, target: str) -> None:
     """``os.replace``, retried while a Windows reader holds ``target`` open."""
     for _ in range(_WINDOWS_ATTEMPTS - 1 if sys.platform == "win32" else 0):
         try:
@@ -146,17 +157,17 @@ def _replace(private: Path, target: Path) -> None:
     os.replace(private, target)
 
 
-def _holds(path: Path, data: bytes) -> bool:
+def _holds(path: str | Path, data: bytes) -> bool:
     """Whether the file at ``path`` holds exactly ``data`` (False if it cannot be read)."""
     try:
-        with path.open("rb", buffering=0) as f:
+        with Path(path).open("rb", buffering=0) as f:
             return f.read(len(data) + 1) == data
     except OSError:
         return False
 
 
 def _write_atomic(
-    path: Path, data: bytes, private_folder: Path, written: dict[Path, int]
+    path: str, data: bytes, private_folder: str, written: dict[str, int]
 ) -> None:
     """Replace the content of ``path`` with ``data`` in one step, unless it holds it already.
 
@@ -181,7 +192,7 @@ def _write_atomic(
     if old is not None and stat.S_ISLNK(old.st_mode):
         target, old = _followed(path, old)
         if target != path:  # Written through: the private file goes beside the target.
-            path, private_folder = target, target.parent
+            path, private_folder = target, os.path.dirname(target)
     if old is not None and old.st_size == len(data):
         known = written.get(path)
         if (known is None or known == hash(data)) and _holds(path, data):
@@ -197,7 +208,7 @@ def _write_atomic(
             _replace(private, path)
         except BaseException:
             with contextlib.suppress(OSError):
-                private.unlink()
+                os.unlink(private)
             raise
     if len(data) < _SMALL:
         written[path] = hash(data)
@@ -205,12 +216,17 @@ def _write_atomic(
 
 class Cache:
     @functools.cached_property
-    def _made_folders(self) -> set[Path]:
+    def _made_folders(self) -> set[str]:
         """Folders of values this session made or found: set() makes each once."""
         return set()
 
     @functools.cached_property
-    def _written(self) -> dict[Path, int]:
+    def _cachedir_name(self) -> str:
+        """Where new values are written before they replace the old ones."""
+        return os.fspath(self._cachedir)
+
+    @functools.cached_property
+    def _written(self) -> dict[str, int]:
         """Hashes of the small values this session wrote, by path (see :func:`_write_atomic`)."""
         return {}
 
@@ -238,6 +254,22 @@ class Cache:
                 return default
         return default
 
+    @functools.cached_property
+    def _value_files(self) -> dict[str | os.PathLike[str], str]:
+        """The file of each key this session set: ``set`` resolves a key once."""
+        return {}
+
+    @functools.cached_property
+    def _write_steps(
+        self,
+    ) -> dict[str, Callable[[Callable[[bytes], None], object], None]]:
+        """Per key, the step every write of it goes through: ``step(write, value)``.
+
+        For keys whose owner must do more than write (the lastfailed merge locks
+        and merges); the step calls ``write`` with the bytes to write, or not.
+        """
+        return {}
+
     def set(self, key: str, value: object) -> None:
         """Save ``value`` under ``key``, replacing the value file in one step.
 
@@ -252,32 +284,43 @@ class Cache:
             Anything the :mod:`json` module can encode: basic types and
             nested lists and dicts of them.
         """
-        self._write_value(self._getvaluepath(key), _encode(value))
+        path = self._value_files.get(key)
+        if path is None:
+            path = self._value_files[key] = os.fspath(self._getvaluepath(key))
+        step = self._write_steps.get(key)
+        try:
+            if step is None:
+                self._write_value(path, _encode(value))
+            else:
+                step(functools.partial(self._write_value, path), value)
+        except PytestCacheWarning as e:  # Warned here: it names the caller of set().
+            self.warn(str(e), _ispytest=True)
 
-    def _write_value(self, path: Path, data: bytes) -> None:
-        """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`), or warn.
+    def _write_value(self, path: str, data: bytes) -> None:
+        """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`).
 
         When a concurrent ``--cache-clear`` takes the folder between making it
         and writing into it, both are done again: the value is written after
-        the clear, as if ``set`` had come a moment later.
+        the clear, as if ``set`` had come a moment later.  Raises the
+        ``PytestCacheWarning`` that ``set`` gives when it cannot be written.
         """
+        folder = os.path.dirname(path)
         for attempt in range(1, _SET_ATTEMPTS + 1):
-            if path.parent not in self._made_folders:
+            if folder not in self._made_folders:
                 try:
-                    self._mkdir(path.parent)
+                    self._mkdir(Path(folder))
                 except OSError as exc:
-                    self.warn(
-                        f"could not create cache path {path}: {exc}", _ispytest=True
-                    )
-                    return
-                self._made_folders.add(path.parent)
+                    raise PytestCacheWarning(
+                        f"could not create cache path {path}: {exc}"
+                    ) from exc
+                self._made_folders.add(folder)
             try:
-                _write_atomic(path, data, self._cachedir, self._written)
-            except FileNotFoundError as exc:  # ENOENT: the folder went meanwhile.
-                self._made_folders.discard(path.parent)
-                if attempt < _SET_ATTEMPTS:
-                    continue
-                self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
+                _write_atomic(path, data, self._cachedir_name, self._written)
             except OSError as exc:
-                self.warn(f"cache could not write path {path}: {exc}", _ispytest=True)
+                if isinstance(exc, FileNotFoundError) and attempt < _SET_ATTEMPTS:
+                    self._made_folders.discard(folder)  # The folder went meanwhile.
+                    continue
+                raise PytestCacheWarning(
+                    f"cache could not write path {path}: {exc}"
+                ) from exc
             return

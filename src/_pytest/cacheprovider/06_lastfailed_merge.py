@@ -4,15 +4,17 @@ Fix: lastfailed-merge
 Bug: #6423 (closed upstream: "a concurrent cache should be a separate plugin")
 Affects: every release
 Needs: atomic-set
-Replaces: LFPlugin.pytest_runtest_logreport, LFPlugin.pytest_collectreport, LFPlugin.pytest_sessionfinish, NFPlugin.pytest_sessionfinish, pytest_configure
+Replaces: LFPlugin.pytest_runtest_logreport, LFPlugin.pytest_collectreport,
+  LFPlugin.pytest_sessionfinish, pytest_configure
 
 Each session reads ``cache/lastfailed`` when it starts and writes its whole
 view when it ends, so of two overlapping sessions (IDE and terminal, tox envs
 in parallel) the last to finish erases the other's failures, and a test that
 crashed its xdist worker is forgotten the same way.  Here a session owns the
 entries of the tests it ran or collected; every other entry stays as it is on
-disk.  The write is a compare-and-swap under an OS lock on ``merge.lock``: the
-file is merged only when its signature changed since the session read it.
+disk.  Every write of the two keys (``set``, from any plugin) is a
+compare-and-swap under an OS lock on ``merge.lock``: the file is merged only
+when its signature changed since the session read it.
 A lock never costs data: when it cannot be had the value is written unlocked
 and silently, as every release writes it, and a holder that resumes late
 merges what the sessions that went ahead meanwhile left for it.  A corrupt
@@ -195,15 +197,19 @@ class Cache:
         """Whether nobody rewrote ``key``'s file since this session read it."""
         return _signature(self._getvaluepath(key)) == self._signatures.get(key, ())
 
-    def _merge_write(
-        self, key: str, value: object, merge: Callable[[object], object]
+    def _merged_write(
+        self,
+        key: str,
+        merge: Callable[[object, object], object],
+        write: Callable[[bytes], None],
+        value: object,
     ) -> None:
-        """Write ``value`` for ``key``, merged with what others wrote since this session read it.
+        """The step of every write of ``key`` (see ``Cache.set``): merged with the disk, locked.
 
         Concurrency invariant: under the lock, a file whose signature is what it
         was before this session read it is replaced by ``value``; otherwise by
-        ``merge(value on disk)``, so that of sessions finishing together none
-        loses what it owns.  A file that holds these bytes already is left
+        ``merge(value on disk, value)``, so that of sessions finishing together
+        none loses what it owns.  A file that holds these bytes already is left
         alone, unlocked.  Without the lock the same is written unlocked, traced
         for ``PYTEST_DEBUG=1`` and never warned about: every release writes
         unlocked, silently.
@@ -221,7 +227,8 @@ class Cache:
         data = _encode(value)
         if _holds(path, data):
             return
-        self._ensure_cache_dir_and_supporting_files()
+        with contextlib.suppress(OSError):  # Else write() says why it cannot write.
+            self._ensure_cache_dir_and_supporting_files()
         ahead = self._getvaluepath(f"{key}.ahead")
         with _locked(
             self._cachedir / "merge.lock", patience=self._lock_patience
@@ -230,12 +237,12 @@ class Cache:
                 with contextlib.suppress(OSError):  # ENOENT: no copy, as a rule.
                     ahead.unlink()
             if not self._unchanged(key):
-                data = _encode(merge(self.get(key, None)))
+                data = _encode(merge(self.get(key, None), value))
             if (why or "").startswith(_HELD_ELSEWHERE):  # First: the holder sees it.
-                self._write_value(ahead, data)
-            self._write_value(path, data)
+                self._write_value(os.fspath(ahead), data)
+            write(data)
             if why is None and (left := self.get(f"{key}.ahead", None)) is not None:
-                self._write_value(path, _encode(merge(left)))
+                write(_encode(merge(left, value)))
                 with contextlib.suppress(OSError):  # Else the next holder removes it.
                     ahead.unlink()
         if why is not None:
@@ -269,6 +276,17 @@ class LFPlugin:
             self.lastfailed.update((child, True) for child in children)
             self._owned.update(map(str, (key, *children)))
 
+    def _merged(self, on_disk: object, ours: object) -> object:
+        """Lastfailed as on disk, with the entries this session owns as it has them."""
+        merged = dict(on_disk) if isinstance(on_disk, dict) else {}
+        assert isinstance(ours, dict)
+        for nodeid in self._owned:
+            if nodeid in ours:
+                merged[nodeid] = ours[nodeid]
+            else:
+                merged.pop(nodeid, None)
+        return merged
+
     def pytest_sessionfinish(self, session: Session) -> None:
         """Write the entries this session owns into lastfailed; repair a corrupt one."""
         config = self.config
@@ -276,34 +294,22 @@ class LFPlugin:
             return
         cache = config.cache
         assert cache is not None
-        ours = {str(nodeid): failed for nodeid, failed in self.lastfailed.items()}
         key = "cache/lastfailed"
-        if not ours and not cache._getvaluepath(key).exists():
+        path = cache._getvaluepath(key)
+        if not self.lastfailed and not path.exists():
             return  # Nothing failed, nothing to remove: no file, as every release.
-
-        def merge(on_disk: object) -> object:
-            theirs = on_disk.items() if isinstance(on_disk, dict) else ()
-            kept = {nodeid: v for nodeid, v in theirs if nodeid not in self._owned}
-            return {**kept, **{n: v for n, v in ours.items() if n in self._owned}}
-
-        cache._merge_write(key, ours, merge)
+        if not self._owned and (self.lastfailed or cache.get(key, None) is not None):
+            return  # Nothing of ours to write; only a file holding no JSON is replaced.
+        cache.set(
+            key, {str(nodeid): failed for nodeid, failed in self.lastfailed.items()}
+        )
 
 
-class NFPlugin:
-    def pytest_sessionfinish(self) -> None:
-        """Write the node ids this session knows, united with those on disk."""
-        config = self.config
-        skipped = config.getoption("cacheshow") or config.getoption("collectonly")
-        if skipped or hasattr(config, "workerinput"):
-            return
-        assert config.cache is not None
-        ours = sorted(str(nodeid) for nodeid in self.cached_nodeids)
-
-        def merge(on_disk: object) -> object:
-            known = on_disk if isinstance(on_disk, list) else []
-            return sorted({n for n in known if isinstance(n, str)}.union(ours))
-
-        config.cache._merge_write("cache/nodeids", ours, merge)
+def _united(on_disk: object, ours: object) -> object:
+    """The node ids on disk and those this session knows (``--nf``)."""
+    known = on_disk if isinstance(on_disk, list) else []
+    assert isinstance(ours, list)
+    return sorted({n for n in known if isinstance(n, str)}.union(ours))
 
 
 @hookimpl(tryfirst=True)
@@ -313,5 +319,11 @@ def pytest_configure(config: Config) -> None:
     # Taken before the plugins read them: equal at the end, nobody rewrote them.
     for key in _MERGED_KEYS:
         cache._signatures[key] = _signature(cache._getvaluepath(key))
-    config.pluginmanager.register(LFPlugin(config), "lfplugin")
+    lfplugin = LFPlugin(config)
+    for key, merge in (
+        ("cache/lastfailed", lfplugin._merged),
+        ("cache/nodeids", _united),
+    ):
+        cache._write_steps[key] = functools.partial(cache._merged_write, key, merge)
+    config.pluginmanager.register(lfplugin, "lfplugin")
     config.pluginmanager.register(NFPlugin(config), "nfplugin")

@@ -113,10 +113,10 @@ def pytest_configure_cache_merge(config: Config) -> None:
                 skipped += 1
                 sys.stderr.write(f"--cache-merge-from: skipped {found}: {e}\n")
     # This cache's own values; a corrupt one counts as empty (as the plugins take it).
-    lastfailed, nodeids = (
-        value if isinstance(value := cache.get(key, None), kind) else kind()
-        for key, kind in _SELECTION_KEYS
-    )
+    saved_lastfailed = cache.get("cache/lastfailed", None)
+    lastfailed = saved_lastfailed if isinstance(saved_lastfailed, dict) else {}
+    saved_nodeids = cache.get("cache/nodeids", None)
+    nodeids = saved_nodeids if isinstance(saved_nodeids, list) else []
     values = {
         "cache/lastfailed": _fold_shards(lastfailed, [(r, f) for r, f, _ in shards]),
         "cache/nodeids": sorted(set(nodeids).union(*(n for _, _, n in shards))),
