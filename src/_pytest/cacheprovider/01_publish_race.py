@@ -27,12 +27,14 @@ process can be told from the work of a live one (see the orphan sweep).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import errno
 import functools
 import hashlib
 import random
 import shutil
 import sys
+from typing import TypeVar
 
 
 # Every private entry of the cache starts with this: directories beside the
@@ -44,6 +46,7 @@ _UNIQUE_NAME_ATTEMPTS = 10
 _NO_OWNER_ID = "x"
 # Hex digits written as the letters a-p, so that nothing takes an owner id for a pid.
 _HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+_T = TypeVar("_T")
 
 CACHEDIR_FILES: dict[str, bytes] = {
     "README.md": README_CONTENT.encode("utf-8"),
@@ -89,20 +92,24 @@ def _private_leaf() -> str:
     return f"{_name_start(os.getpid())}{random.getrandbits(32):08x}"
 
 
+def _create_private(folder: str, create: Callable[[str], _T]) -> tuple[str, _T]:
+    """``create(name)`` for a fresh private name in ``folder``; the name and what it returned.
+
+    ``create`` must fail with EEXIST for a name that exists (``mkdir``, an
+    exclusive open): a collision of tokens, then another one is drawn.
+    """
+    for _ in range(_UNIQUE_NAME_ATTEMPTS):
+        name = os.path.join(folder, _private_leaf())
+        try:
+            return name, create(name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused private name", folder)
+
+
 def _make_private_dir(parent: Path) -> Path:
     """Create an empty private directory in ``parent`` with plain ``mkdir`` permissions."""
-    for _ in range(_UNIQUE_NAME_ATTEMPTS):
-        path = parent / _private_leaf()
-        try:
-            path.mkdir()
-        except FileExistsError:  # EEXIST: token collision, draw another one.
-            continue
-        return path
-    raise FileExistsError(
-        errno.EEXIST,
-        f"no unused private name after {_UNIQUE_NAME_ATTEMPTS} attempts",
-        str(parent),
-    )
+    return Path(_create_private(os.fspath(parent), os.mkdir)[0])
 
 
 def _lost_publish_race(error: OSError, target: Path) -> bool:

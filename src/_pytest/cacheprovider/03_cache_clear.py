@@ -50,10 +50,12 @@ def _clears_here(config: Config, cachedir: Path) -> bool:
     starts with the run, and only when the worker's cache is not the
     controller's (which the controller cleared already).
     """
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is None:
+    if not hasattr(config, "workerinput"):
         return True
-    controller_cache = workerinput.get(_CLEAR_UNLESS_CACHE)
+    workerinput = config.workerinput
+    controller_cache = (
+        workerinput.get(_CLEAR_UNLESS_CACHE) if isinstance(workerinput, dict) else None
+    )
     return controller_cache not in (None, _cache_identity(cachedir))
 
 
@@ -67,25 +69,18 @@ def _discard(path: Path) -> None:
     read-only cache, EXDEV from an overlayfs lower layer, a folder that takes
     no new entry) the tree is deleted in place, as every release does.
     """
-    if not os.path.lexists(path):
-        return
+    claim: Path | None = None
     try:
         claim = _make_private_dir(path.parent)
-    except OSError:
+        path.rename(claim / path.name)
+    except OSError as e:
+        if claim is not None:
+            claim.rmdir()
+        if isinstance(e, FileNotFoundError):  # ENOENT: gone, or claimed meanwhile.
+            return
         claim = None
-    if claim is not None:
-        try:
-            path.rename(claim / path.name)
-        except FileNotFoundError:  # ENOENT: claimed by another process meanwhile.
-            claim.rmdir()
-            return
-        except OSError:
-            claim.rmdir()
-        else:
-            rm_rf(claim)
-            return
-    if path.is_dir():
-        rm_rf(path)
+    if claim is not None or path.is_dir():
+        rm_rf(claim or path)
 
 
 class Cache:

@@ -30,8 +30,7 @@ from typing import Any
 from _pytest.warning_types import PytestCacheWarning
 
 
-# Windows refuses to open or replace a file while another process replaces or
-# reads it (access denied); the other side is done within moments.
+# Attempts and pause while Windows denies access for a moment (see _retried).
 _WINDOWS_ATTEMPTS = 20
 _WINDOWS_DELAY = 0.01
 # Times set() makes a value's folder again when a concurrent clear took it.
@@ -119,42 +118,37 @@ def _write_private(folder: str, data: bytes, old: os.stat_result | None) -> str:
     nothing, hence ENOENT is no error here).  Nothing of the private file is
     left when this fails.
     """
-    for _ in range(_UNIQUE_NAME_ATTEMPTS):
-        private = os.path.join(folder, _private_leaf())
-        try:
-            f = Path(private).open("xb", buffering=0)
-        except FileExistsError:  # EEXIST: token collision, draw another one.
-            continue
-        try:
-            with f:
-                if old is not None and sys.platform != "win32":
-                    with contextlib.suppress(FileNotFoundError):
-                        os.chmod(private, stat.S_IMODE(old.st_mode))
-                        if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                            os.chown(private, old.st_uid, old.st_gid)
-                _write_all(f, data)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(private)
-            raise
-        return private
-    raise FileExistsError(
-        errno.EEXIST,
-        f"no unused private name after {_UNIQUE_NAME_ATTEMPTS} attempts",
-        folder,
+    private, f = _create_private(
+        folder, lambda name: Path(name).open("xb", buffering=0)
     )
+    try:
+        with f:
+            if old is not None and sys.platform != "win32":
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(private, stat.S_IMODE(old.st_mode))
+                    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                        os.chown(private, old.st_uid, old.st_gid)
+            _write_all(f, data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(private)
+        raise
+    return private
 
 
-def _replace(private: str, target: str) -> None:
-    """``os.replace``, retried while a Windows reader holds ``target`` open."""
+def _retried(call: Callable[..., _T], *args: object) -> _T:
+    """``call(*args)``, retried while Windows denies access for a moment.
+
+    Windows refuses to open a file another process is replacing, and to
+    replace one another process has open (access denied); the other side is
+    done within moments.  Elsewhere that error means what it says, at once.
+    """
     for _ in range(_WINDOWS_ATTEMPTS - 1 if sys.platform == "win32" else 0):
         try:
-            os.replace(private, target)
+            return call(*args)
         except PermissionError:
             time.sleep(_WINDOWS_DELAY)
-        else:
-            return
-    os.replace(private, target)
+    return call(*args)
 
 
 def _holds(path: str | Path, data: bytes) -> bool:
@@ -205,7 +199,7 @@ def _write_atomic(
         _rewrite_in_place(path, data)
     else:
         try:
-            _replace(private, path)
+            _retried(os.replace, private, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(private)
@@ -219,11 +213,6 @@ class Cache:
     def _made_folders(self) -> set[str]:
         """Folders of values this session made or found: set() makes each once."""
         return set()
-
-    @functools.cached_property
-    def _cachedir_name(self) -> str:
-        """Where new values are written before they replace the old ones."""
-        return os.fspath(self._cachedir)
 
     @functools.cached_property
     def _written(self) -> dict[str, int]:
@@ -241,18 +230,11 @@ class Cache:
         :param default:
             What to return for a missing or unreadable value.
         """
-        path = self._getvaluepath(key)
-        attempts = _WINDOWS_ATTEMPTS if sys.platform == "win32" else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                with path.open("rb") as f:
-                    return json.loads(f.read())
-            except PermissionError:  # Windows: a concurrent replace, for a moment.
-                if attempt < attempts:
-                    time.sleep(_WINDOWS_DELAY)
-            except (OSError, ValueError):  # ENOENT, EISDIR...; corrupt or not UTF-8.
-                return default
-        return default
+        path = self._getvaluepath(key)  # ValueError for a key that escapes.
+        try:
+            return json.loads(_retried(path.read_bytes))
+        except (OSError, ValueError):  # ENOENT, EISDIR...; corrupt, or not UTF-8.
+            return default
 
     @functools.cached_property
     def _value_files(self) -> dict[str | os.PathLike[str], str]:
@@ -315,7 +297,7 @@ class Cache:
                     ) from exc
                 self._made_folders.add(folder)
             try:
-                _write_atomic(path, data, self._cachedir_name, self._written)
+                _write_atomic(path, data, os.fspath(self._cachedir), self._written)
             except OSError as exc:
                 if isinstance(exc, FileNotFoundError) and attempt < _SET_ATTEMPTS:
                     self._made_folders.discard(folder)  # The folder went meanwhile.

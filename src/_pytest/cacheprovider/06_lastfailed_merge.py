@@ -4,8 +4,7 @@ Fix: lastfailed-merge
 Bug: #6423 (closed upstream: "a concurrent cache should be a separate plugin")
 Affects: every release
 Needs: atomic-set
-Replaces: LFPlugin.pytest_runtest_logreport, LFPlugin.pytest_collectreport,
-  LFPlugin.pytest_sessionfinish, pytest_configure
+Replaces: LFPlugin.pytest_sessionfinish, pytest_configure
 
 Each session reads ``cache/lastfailed`` when it starts and writes its whole
 view when it ends, so of two overlapping sessions (IDE and terminal, tox envs
@@ -256,25 +255,19 @@ class LFPlugin:
         """Node ids whose lastfailed entry this session decided: its own in a merge."""
         return set()
 
-    def pytest_runtest_logreport(self, report: TestReport) -> None:
-        # pytest 9.2 keys lastfailed by report.id (a NodeId), earlier releases by nodeid.
-        key = getattr(report, "id", report.nodeid)
-        if (report.when == "call" and report.passed) or report.skipped:
-            self.lastfailed.pop(key, None)
-        elif report.failed:
-            self.lastfailed[key] = True
-        self._owned.add(str(key))  # Every report, an xdist worker's crash included.
+    @hookimpl(specname="pytest_runtest_logreport")
+    def pytest_runtest_logreport_owned(self, report: TestReport) -> None:
+        # Every report, an xdist worker's crash included: this session decided it.
+        self._owned.add(report.nodeid)
 
-    def pytest_collectreport(self, report: CollectReport) -> None:
-        key = getattr(report, "id", report.nodeid)
+    @hookimpl(specname="pytest_collectreport", tryfirst=True)
+    def pytest_collectreport_owned(self, report: CollectReport) -> None:
+        # Before the plugin's own hook: a collector that failed, or one whose
+        # entry gives way to its items (pytest 9.2 keys lastfailed by NodeId).
         if report.outcome not in ("passed", "skipped"):
-            self.lastfailed[key] = True
-            self._owned.add(str(key))
-        elif key in self.lastfailed:
-            children = [getattr(item, "id", item.nodeid) for item in report.result]
-            self.lastfailed.pop(key)
-            self.lastfailed.update((child, True) for child in children)
-            self._owned.update(map(str, (key, *children)))
+            self._owned.add(report.nodeid)
+        elif getattr(report, "id", report.nodeid) in self.lastfailed:
+            self._owned.update([report.nodeid, *(i.nodeid for i in report.result)])
 
     def _merged(self, on_disk: object, ours: object) -> object:
         """Lastfailed as on disk, with the entries this session owns as it has them."""

@@ -72,6 +72,11 @@ def pytest_configure_node_selection(node: Any) -> None:
 @hookimpl(trylast=True, specname="pytest_configure")
 def pytest_configure_worker_selection(config: Config) -> None:
     """xdist, in a remote worker: select and order by what the controller sent."""
-    values = getattr(config, "workerinput", {}).get(_CONTROLLER_SELECTION)
+    workerinput = getattr(config, "workerinput", None)  # Tests set it to True.
+    values = (
+        workerinput.get(_CONTROLLER_SELECTION)
+        if isinstance(workerinput, dict)
+        else None
+    )
     if values is not None:
         _remake_selection_plugins(config, values)

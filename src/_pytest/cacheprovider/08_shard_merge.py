@@ -27,6 +27,7 @@ with status 4 (usage error) instead.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 
@@ -144,5 +145,9 @@ class LFPlugin:
         config = self.config
         if config.getoption("cacheshow") or hasattr(config, "workerinput"):
             return
-        assert config.cache is not None
-        config.cache.set("cache/lastrun", sorted(self._owned))
+        cache = config.cache
+        assert cache is not None
+        # Silently, when it cannot be written: no release writes it, nor warns.
+        path = os.fspath(cache._getvaluepath("cache/lastrun"))
+        with contextlib.suppress(PytestCacheWarning):
+            cache._write_value(path, _encode(sorted(self._owned)))
