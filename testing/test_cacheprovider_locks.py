@@ -438,7 +438,9 @@ def wait_for_stop(barrier: Path, process: subprocess.Popen[bytes]) -> None:
     # Blocks for the instant between the barrier and SIGSTOP; keeps it waitable.
     status = os.waitid(os.P_PID, process.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
     require(
-        status is not None and status.si_code == os.CLD_STOPPED,
+        status is not None
+        and status.si_code
+        == getattr(os, "CLD_STOPPED", 5),  # Python 3.8 lacks the name.
         f"the holder did not stop: {status}",
     )
 

@@ -31,6 +31,8 @@ import contextlib
 import glob
 import json
 
+from _pytest.stash import StashKey
+
 
 # In the controller's stash: how many shard caches --cache-merge-from skipped.
 _SHARDS_SKIPPED = StashKey[int]()
