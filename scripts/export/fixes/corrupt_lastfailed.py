@@ -8,7 +8,7 @@ from export.material import IssueText
 FIX = IssueText(
     slug="corrupt-lastfailed",
     order=14,
-    layer="corrupt-lastfailed-repaired",
+    layer="lastfailed-merge",
     title="An unreadable cache/lastfailed is never rewritten once all tests pass",
     text="""\
 **Problem.** `Cache.get` returns the default for a value that is not valid
