@@ -366,6 +366,7 @@ def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
         "CACHEDIR_FILES",
         "_make_cachedir",
         "_make_private_dir",
+        "_create_private",
         "_lost_publish_race",
     }
     naming = {"_owner_id", "_name_start", "_private_leaf"}
@@ -374,6 +375,7 @@ def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
         "_UNIQUE_NAME_ATTEMPTS",
         "_NO_OWNER_ID",
         "_HEX_TO_LETTERS",
+        "_T",
     }
     assert changed == {"Cache", ensure, *publish, *naming, *constants}
     rest = overlay_merge.without_definitions(
@@ -394,6 +396,8 @@ def test_minimal_fork_differs_from_upstream_only_in_the_publish_path(
         "import random",
         "import shutil",
         "import sys",
+        "from collections.abc import Callable",
+        "from typing import TypeVar",
     }
     assert imports(stock_rest) - imports(rest) == {"import tempfile"}
 

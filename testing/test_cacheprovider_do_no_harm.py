@@ -84,7 +84,9 @@ def pytest_run(
     return subprocess.run(
         command,
         cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
+        # No bytecode: a test file rewritten within the second the previous run
+        # cached it (same size) would otherwise run its old code.
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
         capture_output=True,
         text=True,
         errors="replace",  # Node ids with bytes that are not UTF-8.
