@@ -120,6 +120,8 @@ if HOLD:
         _accessor.mkdir = os.mkdir
     io.open = _io_open
     os.open = _os_open
+    if getattr(_accessor, "open", None) is _real["io.open"]:  # Python 3.10's Path.open.
+        _accessor.open = _io_open
 """
 
 
