@@ -50,13 +50,11 @@ def _clears_here(config: Config, cachedir: Path) -> bool:
     starts with the run, and only when the worker's cache is not the
     controller's (which the controller cleared already).
     """
-    if not hasattr(config, "workerinput"):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
         return True
-    workerinput = config.workerinput
-    controller_cache = (
-        workerinput.get(_CLEAR_UNLESS_CACHE) if isinstance(workerinput, dict) else None
-    )
-    return controller_cache not in (None, _cache_identity(cachedir))
+    asked = isinstance(workerinput, dict) and _CLEAR_UNLESS_CACHE in workerinput
+    return asked and workerinput[_CLEAR_UNLESS_CACHE] != _cache_identity(cachedir)
 
 
 def _discard(path: Path) -> None:
