@@ -330,8 +330,14 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    """A small git repository laid out like pytest's, tagged 9.2.0.dev0."""
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small git repository laid out like pytest's, tagged 9.2.0.dev0.
+
+    Commits made in it have an identity of their own: the machine may have none.
+    """
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Test Person")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.org")
     repo = tmp_path / "pytest"
     for path, text in {
         testcode.MODULE_PATH: UPSTREAM_MODULE,
