@@ -413,3 +413,27 @@ class TestShardMerge:
         path = pytester.path / ".pytest_cache" / "v" / "cache" / "lastrun"
         ran = json.loads(path.read_text()) if path.exists() else None
         assert ran == [s(10), s(2), s(6)], f"[shard-merge] cache/lastrun: {ran}"
+
+    @pytest.mark.slow
+    def test_a_session_that_merges_and_runs_records_its_own_outcomes(
+        self, pytester: Pytester
+    ) -> None:
+        """The merge job may run tests too: its own failures and fixes land in lastfailed."""
+        merger, _ = shard_pipeline(pytester.path, first="test_s[1]", second="test_s[6]")
+        pattern = str(pytester.path / "runner-*" / "checkout" / ".pytest_cache")
+        done = run_pytest(
+            merger,
+            "-p",
+            "no:xdist",
+            "--cache-merge-from",
+            pattern,
+            "test_s.py::test_s[2]",
+            "test_s.py::test_s[6]",
+            env={"FAIL": "test_s[2]"},
+        )
+        assert done.returncode == 1, output(done)
+        selected = lf_selection(merger)
+        assert selected == [s(2)], (
+            f"after a merge job that failed test_s[2] and passed test_s[6], --lf "
+            f"selects {selected}\n{output(done)}"
+        )

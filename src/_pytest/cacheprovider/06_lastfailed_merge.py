@@ -312,11 +312,16 @@ def pytest_configure(config: Config) -> None:
     # Taken before the plugins read them: equal at the end, nobody rewrote them.
     for key in _MERGED_KEYS:
         cache._signatures[key] = _signature(cache._getvaluepath(key))
-    lfplugin = LFPlugin(config)
+
+    def merged_lastfailed(on_disk: object, ours: object) -> object:
+        # The plugin registered when the write happens: it may have been made anew.
+        lfplugin = config.pluginmanager.get_plugin("lfplugin")
+        return lfplugin._merged(on_disk, ours) if lfplugin is not None else ours
+
     for key, merge in (
-        ("cache/lastfailed", lfplugin._merged),
+        ("cache/lastfailed", merged_lastfailed),
         ("cache/nodeids", _united),
     ):
         cache._write_steps[key] = functools.partial(cache._merged_write, key, merge)
-    config.pluginmanager.register(lfplugin, "lfplugin")
+    config.pluginmanager.register(LFPlugin(config), "lfplugin")
     config.pluginmanager.register(NFPlugin(config), "nfplugin")
