@@ -56,26 +56,24 @@ CACHEDIR_FILES: dict[str, bytes] = {
 
 
 def _owner_id() -> str:
-    """A short id of this process's PID namespace on this boot of this host.
+    """A short id of this process's PID namespace on this boot of this machine.
 
     Two processes with the same id compare pids meaningfully; any other pair
-    cannot (a dev container beside its host, two machines over NFS).  It is
-    :data:`_NO_OWNER_ID` where it cannot be established: no ``/proc`` (macOS,
-    Windows), or a ``/proc`` of another PID namespace (its ``self`` is not us).
+    cannot (a dev container beside its host, two machines over NFS: the boot id
+    is random per boot).  It is :data:`_NO_OWNER_ID` where it cannot be
+    established: no ``/proc`` (macOS, Windows), or a ``/proc`` of another PID
+    namespace (its ``self`` is not us).
     """
     try:
         with open("/proc/sys/kernel/random/boot_id", "rb") as f:
             boot_id = f.read().strip()
-        if os.readlink("/proc/self") != str(os.getpid()):
+        if not boot_id or os.readlink("/proc/self") != str(os.getpid()):
             return _NO_OWNER_ID
         namespace = os.readlink("/proc/self/ns/pid").encode()
-        host = os.uname().nodename.encode("utf-8", "surrogateescape")
-    except (OSError, AttributeError):  # No usable /proc; no os.uname (Windows).
-        return _NO_OWNER_ID
-    if not boot_id:
+    except OSError:  # No usable /proc.
         return _NO_OWNER_ID
     # blake2b: sha256's first use initializes OpenSSL, which costs more than this.
-    digest = hashlib.blake2b(b"\0".join((boot_id, namespace, host)), digest_size=5)
+    digest = hashlib.blake2b(boot_id + b"\0" + namespace, digest_size=5)
     return digest.hexdigest().translate(_HEX_TO_LETTERS)
 
 
@@ -148,11 +146,8 @@ def _make_cachedir(target: Path) -> None:
         if _lost_publish_race(e, target):
             return
         if os.path.lexists(target) and not target.is_dir():
-            raise NotADirectoryError(
-                errno.ENOTDIR,
-                "the cache directory path exists and is not a directory",
-                str(target),
-            ) from e
+            msg = "the cache directory path exists and is not a directory"
+            raise NotADirectoryError(errno.ENOTDIR, msg, str(target)) from e
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -26,31 +26,24 @@ ORPHAN_TIMEOUT = 3600.0
 _MAX_PID_DIGITS = 10
 
 
-def _pid_is_running(pid: int) -> bool:
-    """Whether process ``pid`` exists in our PID namespace (True when we cannot tell)."""
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would terminate it there: let age decide.
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:  # ESRCH: no such process.
-        return False
-    except PermissionError:  # EPERM: it exists, owned by someone else.
-        return True
-    return True
-
-
 def _own_dead_pid(name: str) -> bool | None:
-    """For a private name of our own PID namespace, whether its pid is dead; else None."""
+    """For a private name of our own PID namespace, whether its pid is dead; else None.
+
+    Owner ids exist only with Linux's ``/proc``, so signal 0 only probes.  A
+    live process of another user (EPERM) raises: the sweep leaves its entry.
+    """
     owner, _, rest = name[len(_PRIVATE_PREFIX) :].partition("-")
     pid, sep, _ = rest.partition("-")
-    ours = _name_start(os.getpid())
-    if not (
-        sep and owner != _NO_OWNER_ID and ours.startswith(f"{_PRIVATE_PREFIX}{owner}-")
-    ):
+    ours = _name_start(os.getpid()).startswith(f"{_PRIVATE_PREFIX}{owner}-")
+    if not (sep and ours and owner != _NO_OWNER_ID):
         return None
     if not (pid.isascii() and pid.isdigit() and len(pid) <= _MAX_PID_DIGITS):
         return None
-    return not _pid_is_running(int(pid))
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:  # ESRCH: no such process.
+        return True
+    return False
 
 
 def _filesystem_now(directory: Path) -> float:

@@ -32,7 +32,8 @@ def _confined(base: str, name: str) -> str:
     """
     root = os.path.normpath(base)
     path = os.path.normpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root:
+    inside = os.path.normcase(os.path.join(root, ""))  # With its trailing separator.
+    if not os.path.normcase(os.path.join(path, "")).startswith(inside):
         raise ValueError(f"{name!r} is not allowed to escape the cache directory")
     return path
 
@@ -44,7 +45,8 @@ class Cache:
         return Path(_confined(os.fspath(base), os.fspath(name)))
 
     def _getvaluepath(self, key: str | os.PathLike[str]) -> Path:
-        return self._join_within(self._cachedir / self._CACHE_PREFIX_VALUES, key)
+        values = os.path.join(self._cachedir, self._CACHE_PREFIX_VALUES)
+        return Path(_confined(values, os.fspath(key)))
 
     def mkdir(self, name: str) -> Path:
         """Return the cache's directory called ``name``, creating it if needed.

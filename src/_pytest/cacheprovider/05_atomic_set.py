@@ -33,11 +33,9 @@ from _pytest.warning_types import PytestCacheWarning
 # Attempts and pause while Windows denies access for a moment (see _retried).
 _WINDOWS_ATTEMPTS = 20
 _WINDOWS_DELAY = 0.01
-# Times set() makes a value's folder again when a concurrent clear took it.
+# Times set() makes a value's folder: the first time, and again when a
+# concurrent clear took it.
 _SET_ATTEMPTS = 5
-# Below this size the hash of the last bytes written is kept, so that a value
-# known to differ is written without reading the file first.
-_SMALL = 1 << 16
 # Errors creating or writing the private file after which the value is
 # rewritten in place, as every release does: a full disk or quota, a folder
 # that takes no new file, or an owner or group this process cannot give.
@@ -76,10 +74,9 @@ def _followed(path: str, link: os.stat_result) -> tuple[str, os.stat_result | No
     Otherwise the link itself is replaced, so that nobody who may write a
     shared cache folder can make pytest write elsewhere.
     """
-    if sys.platform == "win32" or link.st_uid not in (
-        os.geteuid(),
-        os.stat(os.path.dirname(path)).st_uid,
-    ):
+    if sys.platform == "win32":
+        return path, link
+    if link.st_uid not in (os.geteuid(), os.stat(os.path.dirname(path)).st_uid):
         return path, link
     target = os.path.realpath(path)
     try:
@@ -151,7 +148,7 @@ def _retried(call: Callable[..., _T], *args: object) -> _T:
     return call(*args)
 
 
-def _holds(path: str | Path, data: bytes) -> bool:
+def _content_is(path: str | Path, data: bytes) -> bool:
     """Whether the file at ``path`` holds exactly ``data`` (False if it cannot be read)."""
     try:
         with Path(path).open("rb", buffering=0) as f:
@@ -170,7 +167,7 @@ def _write_atomic(
     wins, whole.  The data goes to a private file in ``private_folder`` (the
     cache dir: same filesystem, and where the orphan sweep looks), which then
     replaces ``path``.  A skipped write is one whose bytes were read on disk
-    just now; ``written`` (hashes of the small values this process wrote, by
+    just now; ``written`` (hashes of the values this process wrote, by
     path) only tells which files need no reading because they differ.
 
     What the in-place write of every release kept, this keeps: the file's mode,
@@ -189,7 +186,7 @@ def _write_atomic(
             path, private_folder = target, os.path.dirname(target)
     if old is not None and old.st_size == len(data):
         known = written.get(path)
-        if (known is None or known == hash(data)) and _holds(path, data):
+        if (known is None or known == hash(data)) and _content_is(path, data):
             return
     try:
         private = _write_private(private_folder, data, old)
@@ -204,16 +201,10 @@ def _write_atomic(
             with contextlib.suppress(OSError):
                 os.unlink(private)
             raise
-    if len(data) < _SMALL:
-        written[path] = hash(data)
+    written[path] = hash(data)  # Cheap beside encoding: a known change needs no read.
 
 
 class Cache:
-    @functools.cached_property
-    def _made_folders(self) -> set[str]:
-        """Folders of values this session made or found: set() makes each once."""
-        return set()
-
     @functools.cached_property
     def _written(self) -> dict[str, int]:
         """Hashes of the small values this session wrote, by path (see :func:`_write_atomic`)."""
@@ -237,14 +228,7 @@ class Cache:
             return default
 
     @functools.cached_property
-    def _value_files(self) -> dict[str | os.PathLike[str], str]:
-        """The file of each key this session set: ``set`` resolves a key once."""
-        return {}
-
-    @functools.cached_property
-    def _write_steps(
-        self,
-    ) -> dict[str, Callable[[Callable[[bytes], None], object], None]]:
+    def _write_steps(self) -> dict[str, Callable[..., None]]:
         """Per key, the step every write of it goes through: ``step(write, value)``.
 
         For keys whose owner must do more than write (the lastfailed merge locks
@@ -266,9 +250,7 @@ class Cache:
             Anything the :mod:`json` module can encode: basic types and
             nested lists and dicts of them.
         """
-        path = self._value_files.get(key)
-        if path is None:
-            path = self._value_files[key] = os.fspath(self._getvaluepath(key))
+        path = os.fspath(self._getvaluepath(key))
         step = self._write_steps.get(key)
         try:
             if step is None:
@@ -281,28 +263,25 @@ class Cache:
     def _write_value(self, path: str, data: bytes) -> None:
         """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`).
 
-        When a concurrent ``--cache-clear`` takes the folder between making it
-        and writing into it, both are done again: the value is written after
-        the clear, as if ``set`` had come a moment later.  Raises the
-        ``PytestCacheWarning`` that ``set`` gives when it cannot be written.
+        The value's folder is made when the write finds it missing: for the
+        first value in it, or when a concurrent ``--cache-clear`` took it, and
+        then the value is written after the clear, as if ``set`` had come a
+        moment later.  Raises the ``PytestCacheWarning`` that ``set`` gives
+        when it cannot be written.
         """
-        folder = os.path.dirname(path)
         for attempt in range(1, _SET_ATTEMPTS + 1):
-            if folder not in self._made_folders:
-                try:
-                    self._mkdir(Path(folder))
-                except OSError as exc:
-                    raise PytestCacheWarning(
-                        f"could not create cache path {path}: {exc}"
-                    ) from exc
-                self._made_folders.add(folder)
             try:
                 _write_atomic(path, data, os.fspath(self._cachedir), self._written)
+                return
             except OSError as exc:
-                if isinstance(exc, FileNotFoundError) and attempt < _SET_ATTEMPTS:
-                    self._made_folders.discard(folder)  # The folder went meanwhile.
-                    continue
+                missing = isinstance(exc, (FileNotFoundError, NotADirectoryError))
+                if not missing or attempt == _SET_ATTEMPTS:
+                    raise PytestCacheWarning(
+                        f"cache could not write path {path}: {exc}"
+                    ) from exc
+            try:
+                self._mkdir(Path(path).parent)
+            except OSError as exc:
                 raise PytestCacheWarning(
-                    f"cache could not write path {path}: {exc}"
+                    f"could not create cache path {path}: {exc}"
                 ) from exc
-            return

@@ -27,15 +27,11 @@ from collections.abc import Callable
 from collections.abc import Iterator
 import contextlib
 import functools
-import hashlib
 import stat
 import time
 
 
-_MERGED_KEYS = ("cache/lastfailed", "cache/nodeids")
-# Seconds waited for one lock holder that does not let go; the wait restarts
-# while the lock changes hands (the queue moves), up to a hard cap.
-_LOCK_PATIENCE = 3.0
+# A merge waits this long in all, however often the lock changes hands.
 _LOCK_MAX_WAIT = 30.0
 _LOCK_DELAY = 0.05
 # Why a merge goes on unlocked when another process holds the lock too long.
@@ -67,7 +63,7 @@ def _signature(path: Path) -> object:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     try:
         with path.open("rb") as f:
-            digest = hashlib.blake2b(f.read(), digest_size=8).digest()
+            digest = hash(f.read())  # Compared within this process only.
     except OSError:
         return object()
     return (digest, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -97,32 +93,31 @@ def _open_lock(lockfile: Path) -> int:
 
 def _try_lock(fd: int) -> bool:
     """Try once to lock ``fd`` exclusively; False if another process holds it."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as e:
-            if e.errno in (errno.EACCES, errno.EDEADLK):  # Locked elsewhere.
-                return False
-            raise
-        return True
-    import fcntl
-
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:  # EWOULDBLOCK: locked elsewhere.
-        return False
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        # Locked elsewhere: EWOULDBLOCK from flock, EACCES or EDEADLK from msvcrt.
+        if e.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+            return False
+        raise
     return True
 
 
 def _acquire(fd: int, *, patience: float) -> str | None:
     """Lock ``fd``; None once it is held, otherwise why the caller goes on unlocked.
 
-    Waits ``patience`` seconds since the lock last changed hands, and never
-    longer than ``_LOCK_MAX_WAIT`` in all.  Any error of the lock call means no
-    locks here: ENOLCK (NFS without a lock daemon), EOPNOTSUPP (some FUSE
-    filesystems), EBADF (NFS emulates flock with write locks), or anything else.
+    Waits ``patience`` seconds since the lock last changed hands (the queue
+    moves), and never longer than ``_LOCK_MAX_WAIT`` in all.  Any error of the
+    lock call means no locks here: ENOLCK (NFS without a lock daemon),
+    EOPNOTSUPP (some FUSE filesystems), EBADF (NFS emulates flock with write
+    locks), or anything else.
     """
     start = time.monotonic()
     deadline = start + patience
@@ -130,15 +125,13 @@ def _acquire(fd: int, *, patience: float) -> str | None:
     while True:
         try:
             if _try_lock(fd):
-                if os.utime in os.supports_fd:  # Waiters see the queue move.
-                    with contextlib.suppress(OSError):  # A read-only lock file.
-                        os.utime(fd)
+                with contextlib.suppress(OSError, NotImplementedError):  # Read-only.
+                    os.utime(fd)  # Waiters see the queue move (no fd times: Windows).
                 return None
         except OSError as e:
             return f"locks unavailable ({e})"
         now = time.monotonic()
-        seen = os.fstat(fd).st_mtime_ns
-        if seen != stamp:  # Another process had its turn.
+        if (seen := os.fstat(fd).st_mtime_ns) != stamp:  # Another process's turn.
             stamp, deadline = seen, now + patience
         if now >= min(deadline, start + _LOCK_MAX_WAIT):
             return f"{_HELD_ELSEWHERE} for {now - start:.1f} s"
@@ -148,11 +141,9 @@ def _acquire(fd: int, *, patience: float) -> str | None:
 def _is_file_at(fd: int, path: Path) -> bool:
     """Whether ``fd`` is still the file at ``path`` (not replaced or deleted since opened)."""
     try:
-        at_path = os.stat(path, follow_symlinks=False)
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
     except OSError:
         return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 @contextlib.contextmanager
@@ -171,10 +162,10 @@ def _locked(lockfile: Path, *, patience: float) -> Iterator[str | None]:
             yield f"cannot open it ({e})"
             return
         try:
-            unlocked = _acquire(fd, patience=patience)
-            if unlocked is None and not _is_file_at(fd, lockfile):
+            why = _acquire(fd, patience=patience)
+            if why is None and not _is_file_at(fd, lockfile):
                 continue  # Closing releases the lock on the stale file.
-            yield unlocked
+            yield why
             return
         finally:
             os.close(fd)
@@ -187,14 +178,9 @@ class Cache:
         """Per merged key, the value file's signature before this session read it."""
         return {}
 
-    @functools.cached_property
-    def _lock_patience(self) -> float:
-        """How long a merge waits for a stuck lock: once per session, then not again."""
-        return _LOCK_PATIENCE
-
-    def _unchanged(self, key: str) -> bool:
-        """Whether nobody rewrote ``key``'s file since this session read it."""
-        return _signature(self._getvaluepath(key)) == self._signatures.get(key, ())
+    # Seconds a merge waits for a lock holder that does not let go (while the
+    # lock changes hands the wait restarts): once per session, then not again.
+    _lock_patience = 3.0
 
     def _merged_write(
         self,
@@ -224,7 +210,7 @@ class Cache:
         """
         path = self._getvaluepath(key)
         data = _encode(value)
-        if _holds(path, data):
+        if _content_is(path, data):
             return
         with contextlib.suppress(OSError):  # Else write() says why it cannot write.
             self._ensure_cache_dir_and_supporting_files()
@@ -235,7 +221,8 @@ class Cache:
             if why is None:
                 with contextlib.suppress(OSError):  # ENOENT: no copy, as a rule.
                     ahead.unlink()
-            if not self._unchanged(key):
+            # Rewritten since this session read it: merge with the disk.
+            if _signature(path) != self._signatures.get(key, ()):
                 data = _encode(merge(self.get(key, None), value))
             if (why or "").startswith(_HELD_ELSEWHERE):  # First: the holder sees it.
                 self._write_value(os.fspath(ahead), data)
@@ -288,8 +275,7 @@ class LFPlugin:
         cache = config.cache
         assert cache is not None
         key = "cache/lastfailed"
-        path = cache._getvaluepath(key)
-        if not self.lastfailed and not path.exists():
+        if not self.lastfailed and not cache._getvaluepath(key).exists():
             return  # Nothing failed, nothing to remove: no file, as every release.
         if not self._owned and (self.lastfailed or cache.get(key, None) is not None):
             return  # Nothing of ours to write; only a file holding no JSON is replaced.
@@ -309,19 +295,16 @@ def _united(on_disk: object, ours: object) -> object:
 def pytest_configure(config: Config) -> None:
     """Create the cache and register the last-failed and new-first plugins."""
     config.cache = cache = Cache.for_config(config, _ispytest=True)
-    # Taken before the plugins read them: equal at the end, nobody rewrote them.
-    for key in _MERGED_KEYS:
-        cache._signatures[key] = _signature(cache._getvaluepath(key))
 
     def merged_lastfailed(on_disk: object, ours: object) -> object:
         # The plugin registered when the write happens: it may have been made anew.
         lfplugin = config.pluginmanager.get_plugin("lfplugin")
         return lfplugin._merged(on_disk, ours) if lfplugin is not None else ours
 
-    for key, merge in (
-        ("cache/lastfailed", merged_lastfailed),
-        ("cache/nodeids", _united),
-    ):
+    merges = {"cache/lastfailed": merged_lastfailed, "cache/nodeids": _united}
+    for key, merge in merges.items():
+        # Taken before the plugins read them: equal at the end, nobody rewrote them.
+        cache._signatures[key] = _signature(cache._getvaluepath(key))
         cache._write_steps[key] = functools.partial(cache._merged_write, key, merge)
     config.pluginmanager.register(LFPlugin(config), "lfplugin")
     config.pluginmanager.register(NFPlugin(config), "nfplugin")
