@@ -263,7 +263,7 @@ class Cache:
     def _write_value(self, path: str, data: bytes) -> None:
         """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`).
 
-        The value's folder is made when the write finds it missing: for the
+        The value's folder is made when a write fails without it: for the
         first value in it, or when a concurrent ``--cache-clear`` took it, and
         then the value is written after the clear, as if ``set`` had come a
         moment later.  Raises the ``PytestCacheWarning`` that ``set`` gives
@@ -274,8 +274,8 @@ class Cache:
                 _write_atomic(path, data, os.fspath(self._cachedir), self._written)
                 return
             except OSError as exc:
-                missing = isinstance(exc, (FileNotFoundError, NotADirectoryError))
-                if not missing or attempt == _SET_ATTEMPTS:
+                # Unless its folder is missing (or out of reach: making it says why).
+                if attempt == _SET_ATTEMPTS or os.path.isdir(os.path.dirname(path)):
                     raise PytestCacheWarning(
                         f"cache could not write path {path}: {exc}"
                     ) from exc
