@@ -33,8 +33,8 @@ from _pytest.warning_types import PytestCacheWarning
 # Attempts and pause while Windows denies access for a moment (see _retried).
 _WINDOWS_ATTEMPTS = 20
 _WINDOWS_DELAY = 0.01
-# Times set() makes a value's folder: the first time, and again when a
-# concurrent clear took it.
+# Attempts to write a value; its folder is made between them (the first value
+# in it, or a concurrent clear took it).
 _SET_ATTEMPTS = 5
 # Errors creating or writing the private file after which the value is
 # rewritten in place, as every release does: a full disk or quota, a folder
