@@ -546,11 +546,13 @@ class TestVanishingFolder:
     def test_set_whose_folder_a_concurrent_clear_removed_still_writes(
         self, pytester: Pytester
     ) -> None:
-        """``set`` made ``v/plugin/``; before it writes there, B's ``--cache-clear`` takes ``v/``.
+        """A's ``set`` is under way when B's ``--cache-clear`` takes ``v/``.
 
         The value must be written anyway (as if ``set`` came after the
         clear), without a warning.  A is held where it opens its value's file:
-        stock in ``v/plugin``, this build in the cache dir (its private file).
+        stock in ``v/plugin``, which it made just before; this build in the
+        cache dir (its private file), and it makes ``v/plugin`` when the
+        replace finds the folder missing.
         """
         root = pytester.path
         pytester.makeconftest(HOLDING_CONFTEST)
