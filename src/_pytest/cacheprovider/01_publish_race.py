@@ -65,7 +65,7 @@ def _owner_id() -> str:
     namespace (its ``self`` is not us).
     """
     try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+        with open("/proc/sys/kernel/random/boot_id", "rb", buffering=0) as f:
             boot_id = f.read().strip()
         if not boot_id or os.readlink("/proc/self") != str(os.getpid()):
             return _NO_OWNER_ID
@@ -90,14 +90,14 @@ def _private_leaf() -> str:
     return f"{_name_start(os.getpid())}{random.getrandbits(32):08x}"
 
 
-def _create_private(folder: str, create: Callable[[str], _T]) -> tuple[str, _T]:
+def _create_private(folder: Path, create: Callable[[Path], _T]) -> tuple[Path, _T]:
     """``create(name)`` for a fresh private name in ``folder``; the name and what it returned.
 
     ``create`` must fail with EEXIST for a name that exists (``mkdir``, an
     exclusive open): a collision of tokens, then another one is drawn.
     """
     for _ in range(_UNIQUE_NAME_ATTEMPTS):
-        name = os.path.join(folder, _private_leaf())
+        name = folder / _private_leaf()  # Parses the leaf only: cheaper than Path(str).
         try:
             return name, create(name)
         except FileExistsError:
@@ -107,7 +107,7 @@ def _create_private(folder: str, create: Callable[[str], _T]) -> tuple[str, _T]:
 
 def _make_private_dir(parent: Path) -> Path:
     """Create an empty private directory in ``parent`` with plain ``mkdir`` permissions."""
-    return Path(_create_private(os.fspath(parent), os.mkdir)[0])
+    return _create_private(parent, os.mkdir)[0]
 
 
 def _lost_publish_race(error: OSError, target: Path) -> bool:

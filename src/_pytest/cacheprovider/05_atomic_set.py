@@ -105,25 +105,25 @@ def _rewrite_in_place(path: str, data: bytes) -> None:
             raise
 
 
-def _write_private(folder: str, data: bytes, old: os.stat_result | None) -> str:
+def _write_private(folder: Path, data: bytes, old: os.stat_result | None) -> Path:
     """Write ``data`` to a new private file in ``folder``, with ``old``'s mode, owner and group.
 
-    A new value (``old`` is None) gets plain ``open`` permissions; otherwise
-    the mode and owner are set before any byte is written, so that not even
-    the private copy of a secret is readable by more users than the value.
-    They are set by name: a test may replace ``Path.open`` (which then creates
-    nothing, hence ENOENT is no error here).  Nothing of the private file is
-    left when this fails.
+    A new value (``old`` is None) keeps what ``open`` gave it; otherwise the
+    mode, owner and group that the fresh file did not get (mostly none: it
+    has the umask's mode and the folder's group) are set before any byte is
+    written, so that not even the private copy of a secret is readable by more
+    users than the value.  Nothing of the private file is left when this fails.
     """
-    private, f = _create_private(
-        folder, lambda name: Path(name).open("xb", buffering=0)
-    )
+    private, f = _create_private(folder, lambda name: name.open("xb", buffering=0))
     try:
         with f:
             if old is not None and sys.platform != "win32":
+                new = os.fstat(f.fileno())
+                # By name: a replaced Path.open may have created nothing (ENOENT).
                 with contextlib.suppress(FileNotFoundError):
-                    os.chmod(private, stat.S_IMODE(old.st_mode))
-                    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                    if stat.S_IMODE(new.st_mode) != stat.S_IMODE(old.st_mode):
+                        os.chmod(private, stat.S_IMODE(old.st_mode))
+                    if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
                         os.chown(private, old.st_uid, old.st_gid)
             _write_all(f, data)
     except BaseException:
@@ -158,7 +158,7 @@ def _content_is(path: str | Path, data: bytes) -> bool:
 
 
 def _write_atomic(
-    path: str, data: bytes, private_folder: str, written: dict[str, int]
+    path: str, data: bytes, private_folder: Path, written: dict[str, int]
 ) -> None:
     """Replace the content of ``path`` with ``data`` in one step, unless it holds it already.
 
@@ -183,7 +183,7 @@ def _write_atomic(
     if old is not None and stat.S_ISLNK(old.st_mode):
         target, old = _followed(path, old)
         if target != path:  # Written through: the private file goes beside the target.
-            path, private_folder = target, os.path.dirname(target)
+            path, private_folder = target, Path(target).parent
     if old is not None and old.st_size == len(data):
         known = written.get(path)
         if (known is None or known == hash(data)) and _content_is(path, data):
@@ -228,6 +228,12 @@ class Cache:
             return default
 
     @functools.cached_property
+    def _value_file(self) -> Callable[..., str]:
+        """``_getvaluepath`` as a ``str``, remembered: ``set`` gets the same keys again and again."""
+        remember = functools.lru_cache(maxsize=256)  # A few keys; cheap to miss.
+        return remember(lambda key: os.fspath(self._getvaluepath(key)))
+
+    @functools.cached_property
     def _write_steps(self) -> dict[str, Callable[..., None]]:
         """Per key, the step every write of it goes through: ``step(write, value)``.
 
@@ -250,7 +256,7 @@ class Cache:
             Anything the :mod:`json` module can encode: basic types and
             nested lists and dicts of them.
         """
-        path = os.fspath(self._getvaluepath(key))
+        path = self._value_file(key)  # ValueError for a key that escapes.
         step = self._write_steps.get(key)
         try:
             if step is None:
@@ -271,7 +277,7 @@ class Cache:
         """
         for attempt in range(1, _SET_ATTEMPTS + 1):
             try:
-                _write_atomic(path, data, os.fspath(self._cachedir), self._written)
+                _write_atomic(path, data, self._cachedir, self._written)
                 return
             except OSError as exc:
                 # Unless its folder is missing (or out of reach: making it says why).
