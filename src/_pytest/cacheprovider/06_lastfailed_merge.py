@@ -120,8 +120,8 @@ def _acquire(fd: int, *, patience: float) -> str | None:
     locks), or anything else.
     """
     start = time.monotonic()
-    deadline = start + patience
-    stamp = os.fstat(fd).st_mtime_ns  # Every holder touches it when it takes the lock.
+    # The lock file's mtime: every holder touches it as it takes the lock.
+    stamp: int | None = None
     while True:
         try:
             if _try_lock(fd):
@@ -131,7 +131,7 @@ def _acquire(fd: int, *, patience: float) -> str | None:
         except OSError as e:
             return f"locks unavailable ({e})"
         now = time.monotonic()
-        if (seen := os.fstat(fd).st_mtime_ns) != stamp:  # Another process's turn.
+        if (seen := os.fstat(fd).st_mtime_ns) != stamp:  # First, or another's turn.
             stamp, deadline = seen, now + patience
         if now >= min(deadline, start + _LOCK_MAX_WAIT):
             return f"{_HELD_ELSEWHERE} for {now - start:.1f} s"
