@@ -35,9 +35,8 @@ def _own_dead_pid(name: str) -> bool | None:
     owner, _, rest = name[len(_PRIVATE_PREFIX) :].partition("-")
     pid, sep, _ = rest.partition("-")
     ours = _name_start(os.getpid()).startswith(f"{_PRIVATE_PREFIX}{owner}-")
-    if not (sep and ours and owner != _NO_OWNER_ID):
-        return None
-    if not (pid.isascii() and pid.isdigit() and len(pid) <= _MAX_PID_DIGITS):
+    valid_pid = pid.isascii() and pid.isdigit() and len(pid) <= _MAX_PID_DIGITS
+    if not (sep and ours and owner != _NO_OWNER_ID and valid_pid):
         return None
     try:
         os.kill(int(pid), 0)
