@@ -108,11 +108,11 @@ def _rewrite_in_place(path: str, data: bytes) -> None:
 def _write_private(folder: Path, data: bytes, old: os.stat_result | None) -> Path:
     """Write ``data`` to a new private file in ``folder``, with ``old``'s mode, owner and group.
 
-    A new value (``old`` is None) keeps what ``open`` gave it; otherwise the
-    mode, owner and group that the fresh file did not get (mostly none: it
-    has the umask's mode and the folder's group) are set before any byte is
-    written, so that not even the private copy of a secret is readable by more
-    users than the value.  Nothing of the private file is left when this fails.
+    A new value (``old`` is None) keeps what ``open`` gave it; otherwise what
+    of ``old``'s mode, owner and group the fresh file did not get (mostly
+    nothing) is set before any byte is written, so that not even the private
+    copy of a secret is readable by more users than the value.  Nothing of the
+    private file is left when this fails.
     """
     private, f = _create_private(folder, lambda name: name.open("xb", buffering=0))
     try:
