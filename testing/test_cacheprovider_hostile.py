@@ -78,7 +78,12 @@ def _moving(name):
     def move(src, dst, *args, **kwargs):
         if HOLD == "before-move:" + os.path.basename(os.fspath(dst)):
             _hold()
-        result = _real[name](src, dst, *args, **kwargs)
+        try:
+            result = _real[name](src, dst, *args, **kwargs)
+        except OSError:
+            if HOLD == "failed-move:" + os.path.basename(os.fspath(dst)):
+                _hold()
+            raise
         if HOLD == "after-move:" + os.path.basename(os.fspath(src)):
             _hold()
         return result
@@ -586,4 +591,46 @@ class TestVanishingFolder:
         )
         assert value_of(root, "plugin/value") == 1, (
             f"[atomic-set] A's value is {value_of(root, 'plugin/value')!r}"
+        )
+
+    @pytest.mark.slow
+    def test_first_values_of_a_new_folder_written_at_once_both_land(
+        self, pytester: Pytester
+    ) -> None:
+        """A and B set the first values of ``v/plugin/`` at once (two xdist workers).
+
+        A's replace fails because ``v/plugin`` is missing; before A looks why,
+        B's ``set`` makes the folder.  A must write its value anyway, without a
+        warning, as stock does (it makes the folder before every write).
+        """
+        root = pytester.path
+        pytester.makeconftest(HOLDING_CONFTEST)
+        pytester.makepyfile(
+            test_a='def test_a(cache): cache.set("plugin/value", 1)',
+            test_b='def test_b(cache): cache.set("plugin/other", 2)',
+            test_c="def test_c(): pass",
+        )
+        created = run_other_session(root, "test_c.py")
+        require(created.returncode == 0, f"no cache dir:\n{created.stdout}")
+        a = subprocess.Popen(
+            pytest_command("test_a.py"),
+            cwd=root,
+            env={**os.environ, "HOLD": "failed-move:value"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until_held(root, a)
+            b = run_other_session(root, "test_b.py")
+        finally:
+            rc, out = release(root, a)
+
+        require(b.returncode == 0, f"session B failed:\n{b.stdout}{b.stderr}")
+        require(value_of(root, "plugin/other") == 2, "B did not make v/plugin")
+        assert rc == 0 and damage_in(out) == [], (
+            f"A's set failed while B made its folder (rc {rc}):\n{out}"
+        )
+        assert value_of(root, "plugin/value") == 1, (
+            f"A's value is {value_of(root, 'plugin/value')!r}"
         )

@@ -270,18 +270,22 @@ class Cache:
         """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`).
 
         The value's folder is made when a write fails without it: for the
-        first value in it, or when a concurrent ``--cache-clear`` took it, and
-        then the value is written after the clear, as if ``set`` had come a
-        moment later.  Raises the ``PytestCacheWarning`` that ``set`` gives
-        when it cannot be written.
+        first value in it (another process may be making it at the same
+        moment), or when a concurrent ``--cache-clear`` took it, and then the
+        value is written after the clear, as if ``set`` had come a moment
+        later.  Raises the ``PytestCacheWarning`` that ``set`` gives when it
+        cannot be written.
         """
         for attempt in range(1, _SET_ATTEMPTS + 1):
             try:
                 _write_atomic(path, data, self._cachedir, self._written)
                 return
             except OSError as exc:
-                # Unless its folder is missing (or out of reach: making it says why).
-                if attempt == _SET_ATTEMPTS or os.path.isdir(os.path.dirname(path)):
+                # Unless its folder was missing (ENOENT: another writer may have
+                # made it since) or is (or is out of reach: making it says why).
+                if attempt == _SET_ATTEMPTS or (
+                    exc.errno != errno.ENOENT and os.path.isdir(os.path.dirname(path))
+                ):
                     raise PytestCacheWarning(
                         f"cache could not write path {path}: {exc}"
                     ) from exc
