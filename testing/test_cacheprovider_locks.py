@@ -258,28 +258,40 @@ class TestLockNeverCostsData:
             """
             import fcntl
             import os
+            import pathlib
 
-            _real = {"replace": os.replace, "rename": os.rename}
+            _real = {"replace": os.replace, "rename": os.rename, "open": pathlib.Path.open}
+
+            def _record_lock(value):
+                # Writing lastfailed: by a rename onto it, or by creating it (a new one).
+                if os.path.basename(os.fspath(value)) != "lastfailed":
+                    return
+                cachedir = os.path.dirname(os.path.dirname(os.path.dirname(value)))
+                fd = os.open(os.path.join(cachedir, "merge.lock"), os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = False
+                except BlockingIOError:
+                    held = True
+                finally:
+                    os.close(fd)
+                with open("lock-seen", "w") as f:
+                    f.write(str(held))
 
             def _checked(name):
                 def write(src, dst, *args, **kwargs):
-                    if os.path.basename(os.fspath(dst)) == "lastfailed":
-                        cachedir = os.path.dirname(os.path.dirname(os.path.dirname(dst)))
-                        fd = os.open(os.path.join(cachedir, "merge.lock"), os.O_RDONLY)
-                        try:
-                            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                            held = False
-                        except BlockingIOError:
-                            held = True
-                        finally:
-                            os.close(fd)
-                        with open("lock-seen", "w") as f:
-                            f.write(str(held))
+                    _record_lock(dst)
                     return _real[name](src, dst, *args, **kwargs)
                 return write
 
+            def _open(self, mode="r", *args, **kwargs):
+                if set(mode) & set("wx"):
+                    _record_lock(self)
+                return _real["open"](self, mode, *args, **kwargs)
+
             os.replace = _checked("replace")
             os.rename = _checked("rename")
+            pathlib.Path.open = _open
             """
         )
         pytester.makepyfile(test_it=FAILING_AND_PASSING)
@@ -315,21 +327,32 @@ def stopped_holder(pytester: Pytester) -> Iterator[subprocess.Popen[bytes]]:
         import signal
         from pathlib import Path
 
-        _real = {"replace": os.replace, "rename": os.rename}
+        _real = {"replace": os.replace, "rename": os.rename, "open": Path.open}
+
+        def _stop(value):
+            if os.environ.get("STOP_IN_LOCKED_WRITE") and (
+                os.path.basename(os.fspath(value)) == "lastfailed"
+            ):
+                Path(__file__).with_name("holder-stopped").touch()
+                os.kill(os.getpid(), signal.SIGSTOP)
 
         def _stopping(name):
             def write(src, dst, *args, **kwargs):
                 result = _real[name](src, dst, *args, **kwargs)
-                if os.environ.get("STOP_IN_LOCKED_WRITE") and (
-                    os.path.basename(os.fspath(dst)) == "lastfailed"
-                ):
-                    Path(__file__).with_name("holder-stopped").touch()
-                    os.kill(os.getpid(), signal.SIGSTOP)
+                _stop(dst)
                 return result
             return write
 
+        def _open(self, mode="r", *args, **kwargs):
+            f = _real["open"](self, mode, *args, **kwargs)
+            if "x" in mode:  # A new value, created whole: stop once it is closed.
+                close = f.close
+                f.close = lambda: (close(), _stop(self))
+            return f
+
         os.replace = _stopping("replace")
         os.rename = _stopping("rename")
+        Path.open = _open
         """
     )
     pytester.makepyfile(
@@ -392,7 +415,8 @@ class TestStoppedLockHolder:
 
 
 # A session (HOLDER set) that stops itself just before lastfailed is written:
-# before the fork's os.replace, or before stock's in-place open for writing.
+# before the fork's os.replace or its creating open (a new lastfailed), or
+# before stock's in-place open for writing.
 STOPS_BEFORE_WRITING_LASTFAILED = """
 import os
 import pathlib
@@ -416,7 +440,7 @@ def _replace(src, dst, *args, **kwargs):
 
 
 def _open(self, mode="r", *args, **kwargs):
-    if self.name == "lastfailed" and "w" in mode:
+    if self.name == "lastfailed" and set(mode) & set("wx"):
         _stop_once()
     return _real_open(self, mode, *args, **kwargs)
 

@@ -1,18 +1,24 @@
 """The atomic write and the skipped redundant writes: behaviour, never timing.
 
 Costs are measured by ``scripts/bench.py``; these tests only pin down what the
-write must do: write atomically, report failures, recreate a directory removed
-behind its back, refuse escaping keys, and leave a file alone when it already
-holds the value.
+write must do: write atomically (a new object straight into its file, which no
+reader sees a part of), report failures, recreate a directory removed behind
+its back, refuse escaping keys, and leave a file alone when it already holds
+the value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import errno
 import json
 import os
 from pathlib import Path
 import shutil
+from typing import Any
+import warnings
+
+from race_harness import require
 
 from _pytest import cacheprovider
 from _pytest.pytester import Pytester
@@ -111,6 +117,129 @@ class TestLowLevelWrite:
         for _ in range(2):
             with pytest.raises(ValueError, match="not allowed to escape"):
                 cacheprovider._confined(str(tmp_path), name)
+
+
+class TestNewValue:
+    """A new value's file: made by the write itself when no part of it parses."""
+
+    @staticmethod
+    def set_with_a_pause(
+        cache: pytest.Cache,
+        monkeypatch: pytest.MonkeyPatch,
+        key: str,
+        value: object,
+        meanwhile: Callable[[], None],
+        *,
+        before_open: bool = False,
+    ) -> list[str]:
+        """``cache.set(key, value)``; ``meanwhile()`` runs once, mid-write or just before its open.
+
+        Mid-write is after half of the bytes of the write's first file (the
+        value file or a private one) reached it.  Returns the names that files
+        were renamed onto (``os.replace``) meanwhile and after.
+        """
+        cache.set("plugin/other", 0)  # The cache dir and the value's folder are made.
+        real_open, real_replace = Path.open, os.replace
+        renamed: list[str] = []
+        done: list[bool] = []
+
+        def open_(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            if done or not set(mode) & set("wx"):
+                return real_open(self, mode, *args, **kwargs)
+            if before_open:
+                done.append(True)
+                meanwhile()
+                return real_open(self, mode, *args, **kwargs)
+            f: Any = real_open(self, mode, *args, **kwargs)
+            real_write = f.write
+
+            def half_then_meanwhile(data: Any) -> int:
+                if done:
+                    written: int = real_write(data)
+                    return written
+                done.append(True)
+                written = real_write(data[: len(data) // 2])
+                f.flush()
+                meanwhile()
+                written += real_write(data[len(data) // 2 :])
+                return written
+
+            f.write = half_then_meanwhile
+            return f
+
+        def replace(src: Any, dst: Any) -> None:
+            renamed.append(os.path.basename(dst))
+            real_replace(src, dst)
+
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            warnings.simplefilter("error")  # No warning: stock gives none here.
+            m.setattr(Path, "open", open_)
+            m.setattr(os, "replace", replace)
+            cache.set(key, value)
+        require(done, "the write was never paused")
+        return renamed
+
+    @pytest.mark.layer("atomic-set")
+    def test_reader_of_a_new_number_never_sees_a_part_of_it(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A prefix of a number is a number: a new one must not appear in its file bit by bit."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        seen: list[object] = []
+        meanwhile = lambda: seen.append(cache.get("plugin/count", "none"))  # noqa: E731
+        self.set_with_a_pause(cache, monkeypatch, "plugin/count", 1234567890, meanwhile)
+        assert seen == ["none"], (
+            f"[atomic-set] a reader got {seen[0]!r} from a half-written new value"
+        )
+        assert cache.get("plugin/count", None) == 1234567890
+
+    def test_new_object_is_written_straight_into_its_file(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No part of an object parses: a reader mid-write gets no value; no rename is needed."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        value = {"payload": "x" * 1000}
+        seen: list[object] = []
+        meanwhile = lambda: seen.append(cache.get("plugin/new", "none"))  # noqa: E731
+        renamed = self.set_with_a_pause(
+            cache, monkeypatch, "plugin/new", value, meanwhile
+        )
+        assert seen == ["none"]
+        assert cache.get("plugin/new", None) == value
+        assert renamed == []
+        assert sorted(cache._cachedir.rglob("pytest-cache-files-*")) == []
+
+    @pytest.mark.layer("atomic-set")
+    def test_writer_of_a_new_value_meeting_another_mid_write_leaves_one_whole(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """B writes the same new key while A is half-way: the file ends as A's or B's, whole."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        a, b = {"by": "a" * 100}, {"by": "b" * 100}
+        meanwhile = lambda: cache.set("plugin/new", b)  # noqa: E731
+        self.set_with_a_pause(cache, monkeypatch, "plugin/new", a, meanwhile)
+        text = cache._getvaluepath("plugin/new").read_text()
+        assert json.loads(text) in (a, b), (
+            f"[atomic-set] the value file is a mix: {text!r}"
+        )
+        assert sorted(cache._cachedir.rglob("pytest-cache-files-*")) == []
+
+    def test_writer_that_finds_a_new_value_made_meanwhile_replaces_it(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """B creates the file between A's look and A's open: A's value replaces B's, whole."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        a, b = {"by": "a"}, {"by": "b", "and": "more"}
+        meanwhile = lambda: cache.set("plugin/new", b)  # noqa: E731
+        self.set_with_a_pause(
+            cache, monkeypatch, "plugin/new", a, meanwhile, before_open=True
+        )
+        assert cache.get("plugin/new", None) == a
+        assert sorted(cache._cachedir.rglob("pytest-cache-files-*")) == []
 
 
 class TestSkipEqualWrites:

@@ -10,12 +10,14 @@ Every release truncates the value file and writes it in place, so a reader in
 another process (an xdist worker, a second session) can read an empty or
 half-written file and silently get the default.  Here the value is written to
 a private file in the cache dir and renamed over the value file: readers see
-the old value or the new one, whole.  The replaced file keeps what the in-place
-write kept (mode, owner, group, a symlink written through), a full disk falls
-back to the in-place write, and a value whose bytes are on disk already is not
-written again (every session sets ``cache/nodeids`` and ``cache/stepwise``,
-mostly to what they hold).  Node ids that are not valid UTF-8 (a test file
-whose name is not) are written as JSON escapes instead of failing the write.
+the old value or the new one, whole.  A new object, array or string, of which
+no part parses, is written straight into its new file.  The replaced file
+keeps what the in-place write kept (mode, owner, group, a symlink written
+through), a full disk falls back to the in-place write, and a value whose
+bytes are on disk already is not written again (every session sets
+``cache/nodeids`` and ``cache/stepwise``, mostly to what they hold).  Node ids
+that are not valid UTF-8 (a test file whose name is not) are written as JSON
+escapes instead of failing the write.
 """
 
 from __future__ import annotations
@@ -119,12 +121,10 @@ def _write_private(folder: Path, data: bytes, old: os.stat_result | None) -> Pat
         with f:
             if old is not None and sys.platform != "win32":
                 new = os.fstat(f.fileno())
-                # By name: a replaced Path.open may have created nothing (ENOENT).
-                with contextlib.suppress(FileNotFoundError):
-                    if stat.S_IMODE(new.st_mode) != stat.S_IMODE(old.st_mode):
-                        os.chmod(private, stat.S_IMODE(old.st_mode))
-                    if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
-                        os.chown(private, old.st_uid, old.st_gid)
+                if stat.S_IMODE(new.st_mode) != stat.S_IMODE(old.st_mode):
+                    os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
+                if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+                    os.fchown(f.fileno(), old.st_uid, old.st_gid)
             _write_all(f, data)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -166,9 +166,13 @@ def _write_atomic(
     content or the new one, never a part; of concurrent writers the last one
     wins, whole.  The data goes to a private file in ``private_folder`` (the
     cache dir: same filesystem, and where the orphan sweep looks), which then
-    replaces ``path``.  A skipped write is one whose bytes were read on disk
-    just now; ``written`` (hashes of the values this process wrote, by
-    path) only tells which files need no reading because they differ.
+    replaces ``path``.  A new value that is a JSON object, array or string is
+    written straight into its new file instead: no part of one parses, so a
+    reader gets no value until it is whole, as a moment before; a writer that
+    finds another's new file meanwhile replaces it.  A skipped write is one
+    whose bytes were read on disk just now; ``written`` (hashes of the values
+    this process wrote, by path) only tells which files need no reading
+    because they differ.
 
     What the in-place write of every release kept, this keeps: the file's mode,
     group and owner (where the process may give them; otherwise, and on a full
@@ -188,19 +192,26 @@ def _write_atomic(
         known = written.get(path)
         if (known is None or known == hash(data)) and _content_is(path, data):
             return
-    try:
-        private = _write_private(private_folder, data, old)
-    except OSError as e:
-        if old is None or e.errno not in _IN_PLACE_ERRNOS:
-            raise
-        _rewrite_in_place(path, data)
+    if old is None and data[-1:] in (b"}", b"]", b'"'):
+        try:  # No private file, no rename: a part of it reads as no value.
+            with Path(path).open("xb", buffering=0) as f:
+                _write_all(f, data)
+        except FileExistsError:  # Another writer made it meanwhile: replace it.
+            return _write_atomic(path, data, private_folder, written)
     else:
         try:
-            _retried(os.replace, private, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(private)
-            raise
+            private = _write_private(private_folder, data, old)
+        except OSError as e:
+            if old is None or e.errno not in _IN_PLACE_ERRNOS:
+                raise
+            _rewrite_in_place(path, data)
+        else:
+            try:
+                _retried(os.replace, private, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(private)
+                raise
     written[path] = hash(data)  # Cheap beside encoding: a known change needs no read.
 
 
