@@ -119,10 +119,8 @@ def _lost_publish_race(error: OSError, target: Path) -> bool:
     directory is in use.  It only means a lost race when ``target`` now is a
     directory: the winner's, complete.
     """
-    lost_race_errnos = {errno.ENOTEMPTY, errno.EEXIST}
-    if sys.platform == "win32":
-        lost_race_errnos.add(errno.EACCES)
-    return error.errno in lost_race_errnos and target.is_dir()
+    windows = {errno.EACCES} if sys.platform == "win32" else set()
+    return error.errno in {errno.ENOTEMPTY, errno.EEXIST, *windows} and target.is_dir()
 
 
 def _make_cachedir(target: Path) -> None:

@@ -22,6 +22,7 @@ behind when interrupted is finished by the next one.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -121,11 +122,9 @@ class Cache:
         """Create ``path`` (and the cache dir), again if a concurrent clear took a parent."""
         self._ensure_cache_dir_and_supporting_files()
         for _ in range(_VANISHED_FOLDER_ATTEMPTS - 1):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # d/ or v/ claimed meanwhile.
                 path.mkdir(exist_ok=True, parents=True)
-            except FileNotFoundError:  # ENOENT: d/ or v/ claimed between two steps.
-                continue
-            return
+                return
         path.mkdir(exist_ok=True, parents=True)
 
 

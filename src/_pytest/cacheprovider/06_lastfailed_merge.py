@@ -57,8 +57,8 @@ def _signature(path: Path) -> object:
         st = os.stat(path)
     except OSError:  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
         return None
-    coarse = st.st_mtime_ns % 1_000_000_000 == 0  # Whole seconds, for all we know.
-    window = _RACY_WINDOW_NS if coarse else _FINE_RACY_WINDOW_NS
+    # An mtime of whole seconds may come from a coarse clock: the wide window.
+    window = _RACY_WINDOW_NS if st.st_mtime_ns % 10**9 == 0 else _FINE_RACY_WINDOW_NS
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= window:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     try:
@@ -214,10 +214,8 @@ class Cache:
             return
         with contextlib.suppress(OSError):  # Else write() says why it cannot write.
             self._ensure_cache_dir_and_supporting_files()
-        ahead = self._getvaluepath(f"{key}.ahead")
-        with _locked(
-            self._cachedir / "merge.lock", patience=self._lock_patience
-        ) as why:
+        ahead, lock = self._getvaluepath(f"{key}.ahead"), self._cachedir / "merge.lock"
+        with _locked(lock, patience=self._lock_patience) as why:
             if why is None:
                 with contextlib.suppress(OSError):  # ENOENT: no copy, as a rule.
                     ahead.unlink()
