@@ -276,6 +276,38 @@ class TestFullDisk:
             assert left_over(project) == []
 
 
+class TestValueFolderOnAnotherFilesystem:
+    def test_values_in_a_folder_linked_to_a_tmpfs_are_written(
+        self, pytester: Pytester
+    ) -> None:
+        """``v/plugin`` links to a tmpfs (a RAM disk): stock writes there; so must we.
+
+        A private file made in the cache dir cannot be renamed onto another
+        filesystem (EXDEV).
+        """
+        with mounted("tmpfs", pytester.path / "disk", "size=4m") as disk:
+            project = pytester.mkdir("project")
+            (project / "pytest.ini").write_text("[pytest]\n")
+            (project / "test_x.py").write_text(
+                "def test_sets(cache):\n"
+                "    for n in (1, 2):\n"
+                '        cache.set("plugin/number", n)\n'
+                '        cache.set("plugin/object", {"n": n})\n'
+            )
+            folder = project / ".pytest_cache" / "v" / "plugin"
+            folder.parent.mkdir(parents=True)
+            folder.symlink_to(disk)
+
+            done = pytest_run(project)
+
+            assert done.returncode == 0, output(done)
+            assert "PytestCacheWarning" not in done.stdout + done.stderr, output(done)
+            assert json.loads((disk / "number").read_text()) == 2
+            assert json.loads((disk / "object").read_text()) == {"n": 2}
+            assert sorted(p.name for p in disk.iterdir()) == ["number", "object"]
+            assert left_over(project) == []
+
+
 class TestKeysStockAccepts:
     def test_trailing_slash_and_path_keys_work_as_on_stock(
         self, pytester: Pytester

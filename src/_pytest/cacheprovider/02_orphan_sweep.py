@@ -80,15 +80,12 @@ def _sweep_orphans(cachedir: Path) -> None:
                 st = entry.stat(follow_symlinks=False)
                 dead = _own_dead_pid(entry.name)
                 if dead is None:
-                    if now is None:
-                        now = _filesystem_now(Path(directory))
+                    now = now or _filesystem_now(Path(directory))  # Once, if needed.
                     dead = now - st.st_mtime > ORPHAN_TIMEOUT
                 if not dead or stat.S_ISLNK(st.st_mode):
                     continue
-                if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+                remove = shutil.rmtree if stat.S_ISDIR(st.st_mode) else os.unlink
+                remove(entry.path)  # OSError: the rest stays for a later sweep.
             except OSError:
                 continue
 

@@ -13,11 +13,11 @@ a private file in the cache dir and renamed over the value file: readers see
 the old value or the new one, whole.  A new object, array or string, of which
 no part parses, is written straight into its new file.  The replaced file
 keeps what the in-place write kept (mode, owner, group, a symlink written
-through), a full disk falls back to the in-place write, and a value whose
-bytes are on disk already is not written again (every session sets
-``cache/nodeids`` and ``cache/stepwise``, mostly to what they hold).  Node ids
-that are not valid UTF-8 (a test file whose name is not) are written as JSON
-escapes instead of failing the write.
+through, a folder on another filesystem), a full disk falls back to the
+in-place write, and a value whose bytes are on disk already is not written
+again (every session sets ``cache/nodeids`` and ``cache/stepwise``, mostly to
+what they hold).  Node ids that are not valid UTF-8 (a test file whose name is
+not) are written as JSON escapes instead of failing the write.
 """
 
 from __future__ import annotations
@@ -284,14 +284,20 @@ class Cache:
         first value in it (another process may be making it at the same
         moment), or when a concurrent ``--cache-clear`` took it, and then the
         value is written after the clear, as if ``set`` had come a moment
-        later.  Raises the ``PytestCacheWarning`` that ``set`` gives when it
-        cannot be written.
+        later.  The private file is made beside the value when the value's
+        folder is on another filesystem (a symlink to a RAM disk): a rename
+        cannot cross.  Raises the ``PytestCacheWarning`` that ``set`` gives when
+        it cannot be written.
         """
+        folder = self._cachedir
         for attempt in range(1, _SET_ATTEMPTS + 1):
             try:
-                _write_atomic(path, data, self._cachedir, self._written)
+                _write_atomic(path, data, folder, self._written)
                 return
             except OSError as exc:
+                if exc.errno == errno.EXDEV and folder == self._cachedir:
+                    folder = Path(path).parent  # A value folder on another filesystem.
+                    continue
                 # Unless its folder was missing (ENOENT: another writer may have
                 # made it since) or is (or is out of reach: making it says why).
                 if attempt == _SET_ATTEMPTS or (
