@@ -178,7 +178,10 @@ def _write_atomic(
     group and owner (where the process may give them; otherwise, and on a full
     disk, it rewrites in place as those releases do), and a symlink is written
     through to its target (see :func:`_followed`), replaced beside it; a hard
-    link is not written through.  Not durable: nothing is fsync'ed, as never.
+    link is not written through.  A value whose folder is on another
+    filesystem than ``private_folder`` (a symlink to a RAM disk), which no
+    rename can cross, is replaced by a private file beside it.  Not durable:
+    nothing is fsync'ed, as never.
     """
     try:
         old: os.stat_result | None = os.lstat(path)
@@ -208,10 +211,14 @@ def _write_atomic(
         else:
             try:
                 _retried(os.replace, private, path)
-            except BaseException:
+            except BaseException as e:
                 with contextlib.suppress(OSError):
                     os.unlink(private)
-                raise
+                # EXDEV: the value's folder is on another filesystem; write beside it.
+                beside = Path(path).parent
+                if getattr(e, "errno", None) != errno.EXDEV or private.parent == beside:
+                    raise
+                return _write_atomic(path, data, beside, written)
     written[path] = hash(data)  # Cheap beside encoding: a known change needs no read.
 
 
@@ -284,20 +291,14 @@ class Cache:
         first value in it (another process may be making it at the same
         moment), or when a concurrent ``--cache-clear`` took it, and then the
         value is written after the clear, as if ``set`` had come a moment
-        later.  The private file is made beside the value when the value's
-        folder is on another filesystem (a symlink to a RAM disk): a rename
-        cannot cross.  Raises the ``PytestCacheWarning`` that ``set`` gives when
-        it cannot be written.
+        later.  Raises the ``PytestCacheWarning`` that ``set`` gives when it
+        cannot be written.
         """
-        folder = self._cachedir
         for attempt in range(1, _SET_ATTEMPTS + 1):
             try:
-                _write_atomic(path, data, folder, self._written)
+                _write_atomic(path, data, self._cachedir, self._written)
                 return
             except OSError as exc:
-                if exc.errno == errno.EXDEV and folder == self._cachedir:
-                    folder = Path(path).parent  # A value folder on another filesystem.
-                    continue
                 # Unless its folder was missing (ENOENT: another writer may have
                 # made it since) or is (or is out of reach: making it says why).
                 if attempt == _SET_ATTEMPTS or (
