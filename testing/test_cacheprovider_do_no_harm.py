@@ -35,6 +35,11 @@ from _pytest.pytester import Pytester
 import pytest
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from envs import DROP_DAC
+
+
 RUN_TIMEOUT = 240.0
 PREFIX = "pytest-cache-files-"
 # A user of the machine who owns the checkout (a bind mount, a team folder).
@@ -196,6 +201,31 @@ class TestValueFileKeepsItsProperties:
         assert got == (0o664, uid, grp.getgrgid(gid).gr_name), (
             f"lastfailed became {got[0]:04o} {got[1]}:{got[2]}"
         )
+
+    def test_writable_value_in_a_folder_that_takes_no_new_file_is_rewritten(
+        self, pytester: Pytester
+    ) -> None:
+        """``v/cache`` is 0555, ``lastfailed`` 0666: stock rewrites it in place; so must we.
+
+        Without the DAC capabilities root is held to the modes, as a user is.
+        """
+        require_root_linux()
+        if shutil.which("setpriv") is None:
+            unavailable("needs setpriv (util-linux)")
+        project = project_with_lastfailed(pytester)
+        folder = project / ".pytest_cache" / "v" / "cache"
+        for value in folder.iterdir():
+            value.chmod(0o666)
+        folder.chmod(0o555)
+        try:
+            done = pytest_run(project, prefix=DROP_DAC)
+        finally:
+            folder.chmod(0o755)
+
+        assert done.returncode == 1, output(done)
+        assert "PytestCacheWarning" not in done.stdout + done.stderr, output(done)
+        assert lastfailed(project) == {"test_x.py::test_b": True}
+        assert left_over(project) == []
 
     def test_symlinked_value_is_written_through(self, pytester: Pytester) -> None:
         """``v/cache/lastfailed`` links to a shared file: the file gets the new value."""

@@ -13,11 +13,12 @@ a private file in the cache dir and renamed over the value file: readers see
 the old value or the new one, whole.  A new object, array or string, of which
 no part parses, is written straight into its new file.  The replaced file
 keeps what the in-place write kept (mode, owner, group, a symlink written
-through, a folder on another filesystem), a full disk falls back to the
-in-place write, and a value whose bytes are on disk already is not written
-again (every session sets ``cache/nodeids`` and ``cache/stepwise``, mostly to
-what they hold).  Node ids that are not valid UTF-8 (a test file whose name is
-not) are written as JSON escapes instead of failing the write.
+through, a folder on another filesystem), a full disk or a folder that takes
+no new file falls back to the in-place write, and a value whose bytes are on
+disk already is not written again (every session sets ``cache/nodeids`` and
+``cache/stepwise``, mostly to what they hold).  Node ids that are not valid
+UTF-8 (a test file whose name is not) are written as JSON escapes instead of
+failing the write.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _WINDOWS_DELAY = 0.01
 # Attempts to write a value; its folder is made between them (the first value
 # in it, or a concurrent clear took it).
 _SET_ATTEMPTS = 5
-# Errors creating or writing the private file after which the value is
+# Errors making the private file or renaming it after which the value is
 # rewritten in place, as every release does: a full disk or quota, a folder
 # that takes no new file, or an owner or group this process cannot give.
 _IN_PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM})
@@ -175,8 +176,9 @@ def _write_atomic(
     because they differ.
 
     What the in-place write of every release kept, this keeps: the file's mode,
-    group and owner (where the process may give them; otherwise, and on a full
-    disk, it rewrites in place as those releases do), and a symlink is written
+    group and owner (where the process may give them; otherwise, on a full
+    disk, and where the value's folder takes no new file, it rewrites in place
+    as those releases do), and a symlink is written
     through to its target (see :func:`_followed`), replaced beside it; a hard
     link is not written through.  A value whose folder is on another
     filesystem than ``private_folder`` (a symlink to a RAM disk), which no
@@ -204,21 +206,19 @@ def _write_atomic(
     else:
         try:
             private = _write_private(private_folder, data, old)
+            try:
+                _retried(os.replace, private, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(private)
+                raise
         except OSError as e:
+            beside = Path(path).parent  # EXDEV: no rename crosses filesystems.
+            if e.errno == errno.EXDEV and private_folder != beside:
+                return _write_atomic(path, data, beside, written)
             if old is None or e.errno not in _IN_PLACE_ERRNOS:
                 raise
             _rewrite_in_place(path, data)
-        else:
-            try:
-                _retried(os.replace, private, path)
-            except BaseException as e:
-                with contextlib.suppress(OSError):
-                    os.unlink(private)
-                # EXDEV: the value's folder is on another filesystem; write beside it.
-                beside = Path(path).parent
-                if getattr(e, "errno", None) != errno.EXDEV or private.parent == beside:
-                    raise
-                return _write_atomic(path, data, beside, written)
     written[path] = hash(data)  # Cheap beside encoding: a known change needs no read.
 
 
