@@ -227,6 +227,37 @@ class TestValueFileKeepsItsProperties:
         assert lastfailed(project) == {"test_x.py::test_b": True}
         assert left_over(project) == []
 
+    def test_new_value_in_a_cache_dir_that_takes_no_new_file_is_written(
+        self, pytester: Pytester
+    ) -> None:
+        """The cache dir is 0555, ``v/plugin`` writable: stock creates the value there; so must we."""
+        require_root_linux()
+        if shutil.which("setpriv") is None:
+            unavailable("needs setpriv (util-linux)")
+        pytester.makeini("[pytest]\n")
+        pytester.makepyfile(
+            "def test_sets(cache):\n"
+            '    cache.set("plugin/number", 2)\n'
+            '    cache.set("plugin/object", {"n": 2})\n'
+            '    cache.set("plugin/old", 2)\n'
+        )
+        cachedir = pytester.path / ".pytest_cache"
+        folder = cachedir / "v" / "plugin"
+        folder.mkdir(parents=True)
+        (folder / "old").write_text("1")
+        for name in ("README.md", ".gitignore", "CACHEDIR.TAG"):
+            (cachedir / name).write_text("")
+        cachedir.chmod(0o555)
+        try:
+            done = pytest_run(pytester.path, prefix=DROP_DAC)
+        finally:
+            cachedir.chmod(0o755)
+
+        assert done.returncode == 0, output(done)
+        assert "PytestCacheWarning" not in done.stdout + done.stderr, output(done)
+        values = {p.name: json.loads(p.read_text()) for p in folder.iterdir()}
+        assert values == {"number": 2, "object": {"n": 2}, "old": 2}
+
     def test_symlinked_value_is_written_through(self, pytester: Pytester) -> None:
         """``v/cache/lastfailed`` links to a shared file: the file gets the new value."""
         project = project_with_lastfailed(pytester)

@@ -43,6 +43,9 @@ _SET_ATTEMPTS = 5
 # rewritten in place, as every release does: a full disk or quota, a folder
 # that takes no new file, or an owner or group this process cannot give.
 _IN_PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM})
+# Errors after which the private file is made beside the value instead: the
+# cache dir takes no new file, or the value's folder is on another filesystem.
+_BESIDE_ERRNOS = frozenset({errno.EXDEV, errno.EACCES, errno.EPERM})
 
 
 def _encode(value: object) -> bytes:
@@ -180,10 +183,10 @@ def _write_atomic(
     disk, and where the value's folder takes no new file, it rewrites in place
     as those releases do), and a symlink is written
     through to its target (see :func:`_followed`), replaced beside it; a hard
-    link is not written through.  A value whose folder is on another
-    filesystem than ``private_folder`` (a symlink to a RAM disk), which no
-    rename can cross, is replaced by a private file beside it.  Not durable:
-    nothing is fsync'ed, as never.
+    link is not written through.  Where ``private_folder`` takes no new file
+    (a cache dir of another user) or is on another filesystem than the value
+    (a folder linked to a RAM disk: no rename crosses), the private file is
+    made beside the value.  Not durable: nothing is fsync'ed, as never.
     """
     try:
         old: os.stat_result | None = os.lstat(path)
@@ -213,8 +216,8 @@ def _write_atomic(
                     os.unlink(private)
                 raise
         except OSError as e:
-            beside = Path(path).parent  # EXDEV: no rename crosses filesystems.
-            if e.errno == errno.EXDEV and private_folder != beside:
+            beside = Path(path).parent
+            if e.errno in _BESIDE_ERRNOS and private_folder != beside:
                 return _write_atomic(path, data, beside, written)
             if old is None or e.errno not in _IN_PLACE_ERRNOS:
                 raise
