@@ -181,12 +181,12 @@ def _write_atomic(
     What the in-place write of every release kept, this keeps: the file's mode,
     group and owner (where the process may give them; otherwise, on a full
     disk, and where the value's folder takes no new file, it rewrites in place
-    as those releases do), and a symlink is written
-    through to its target (see :func:`_followed`), replaced beside it; a hard
-    link is not written through.  Where ``private_folder`` takes no new file
-    (a cache dir of another user) or is on another filesystem than the value
-    (a folder linked to a RAM disk: no rename crosses), the private file is
-    made beside the value.  Not durable: nothing is fsync'ed, as never.
+    as those releases do), and a symlink is written through to its target (see
+    :func:`_followed`), replaced beside it; a hard link is not written
+    through.  Where ``private_folder`` takes no new file (a cache dir of
+    another user) or is on another filesystem than the value (a folder linked
+    to a RAM disk: no rename crosses), the private file is made beside the
+    value.  Not durable: nothing is fsync'ed, as never.
     """
     try:
         old: os.stat_result | None = os.lstat(path)
