@@ -45,7 +45,8 @@ _SET_ATTEMPTS = 5
 _IN_PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM})
 # Errors after which the private file is made beside the value instead: the
 # cache dir takes no new file, or the value's folder is on another filesystem.
-_BESIDE_ERRNOS = frozenset({errno.EXDEV, errno.EACCES, errno.EPERM})
+# Not EPERM: an owner this process cannot give is refused beside it too.
+_BESIDE_ERRNOS = frozenset({errno.EXDEV, errno.EACCES})
 
 
 def _encode(value: object) -> bytes:
