@@ -18,35 +18,26 @@ allowed.
 
 from __future__ import annotations
 
-import functools
-
-
-@functools.lru_cache(maxsize=1024)
-def _confined(base: str, name: str) -> str:
-    """``base`` joined with ``name``, normalized; ``ValueError`` if that leaves ``base``.
-
-    ``os.path.join`` discards ``base`` for an absolute (or drive-qualified)
-    ``name`` and keeps ``..`` parts; normalizing both sides catches both, while a
-    ``..`` that stays inside ``base`` remains allowed.  Pure, hence remembered:
-    every ``get`` and ``set`` asks again.
-    """
-    root = os.path.normpath(base)
-    path = os.path.normpath(os.path.join(root, name))
-    inside = os.path.normcase(os.path.join(root, ""))  # With its trailing separator.
-    if not os.path.normcase(os.path.join(path, "")).startswith(inside):
-        raise ValueError(f"{name!r} is not allowed to escape the cache directory")
-    return path
-
 
 class Cache:
     @staticmethod
     def _join_within(base: Path, name: str | os.PathLike[str]) -> Path:
-        """Join ``name`` onto ``base``, refused with ``ValueError`` where it would leave ``base``."""
-        return Path(_confined(os.fspath(base), os.fspath(name)))
+        """Join ``name`` onto ``base``, refused with ``ValueError`` where it would leave ``base``.
+
+        ``os.path.join`` discards ``base`` for an absolute (or drive-qualified)
+        ``name`` and keeps ``..`` parts; normalizing both sides catches both, while
+        a ``..`` that stays inside ``base`` remains allowed.
+        """
+        root = os.path.normpath(base)
+        path = os.path.normpath(os.path.join(root, name))
+        # With the trailing separator: "/cache-old" is not inside "/cache".
+        inside = os.path.normcase(os.path.join(root, ""))
+        if not os.path.normcase(os.path.join(path, "")).startswith(inside):
+            raise ValueError(f"{name!r} is not allowed to escape the cache directory")
+        return Path(path)
 
     def _getvaluepath(self, key: str | os.PathLike[str]) -> Path:
-        values = os.path.join(self._cachedir, self._CACHE_PREFIX_VALUES)
-        return Path(_confined(values, os.fspath(key)))
+        return self._join_within(self._cachedir / self._CACHE_PREFIX_VALUES, key)
 
     def mkdir(self, name: str) -> Path:
         """Return the cache's directory called ``name``, creating it if needed.
