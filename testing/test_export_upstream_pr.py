@@ -431,6 +431,36 @@ def test_plan_branch_without_issue_leaves_the_fragment_out(
     assert "--issue dotdot=N" in item.description
 
 
+def test_plan_branch_where_git_knows_nobody(
+    checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh HOME, as on CI: the branch is committed by a stand-in, AUTHORS untouched."""
+    ref = _git(checkout, "rev-parse", "main").strip()
+    for role in ("AUTHOR", "COMMITTER"):
+        for part in ("NAME", "EMAIL"):
+            monkeypatch.delenv(f"GIT_{role}_{part}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    if gitops.has_identity(checkout):
+        pytest.skip("git makes an identity of this host's name")
+    item = planning.plan_branch(
+        checkout,
+        ref,
+        "main",
+        _branch(),
+        _layers(tmp_path),
+        issue_numbers={},
+        author=None,
+        co_authors=[],
+    )
+    name, email = gitops.NOBODY
+    assert _git(checkout, "log", "-1", "--format=%an <%ae>|%cn", item.commit) == (
+        f"{name} <{email}>|{name}\n"
+    )
+    assert "AUTHORS" not in item.files
+
+
 def test_plan_branch_for_a_closed_issue_says_no_closes(
     checkout: Path, tmp_path: Path
 ) -> None:

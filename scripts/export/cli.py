@@ -150,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{ref} ({tag}) predates pytest {newest}: check the fixes on that release too "
                 f"with --release {newest}"
             )
+        if author is None and not gitops.has_identity(checkout):
+            name, email = gitops.NOBODY
+            notes.append(
+                f"git knows no user here: the branches are committed by {name} <{email}>;"
+                " set user.name and user.email, or pass --author, before submitting"
+            )
         covered = {f.layer for f in fixes}
         bare = [name for name in all_layers if name not in covered]
         if bare and not args.only:

@@ -97,6 +97,21 @@ def branch_exists(checkout: Path, branch: str) -> bool:
     return True
 
 
+#: Who commits a branch where git knows nobody (a fresh HOME, as on CI); the
+#: person who submits it commits it anew under their own name.
+NOBODY = ("pytest export", "export@localhost")
+
+
+def has_identity(checkout: Path) -> bool:
+    """Whether git can name an author and committer in ``checkout``."""
+    try:
+        git(checkout, "var", "GIT_AUTHOR_IDENT")
+        git(checkout, "var", "GIT_COMMITTER_IDENT")
+    except ExportError:
+        return False
+    return True
+
+
 def ref_slug(ref: str) -> str:
     """``ref`` as a part of a branch name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-.")
@@ -130,6 +145,8 @@ def write_commit(
             )
         tree = git(checkout, "write-tree", env=env).strip()
     env = dict(os.environ)
+    if author is None and not has_identity(checkout):
+        author = NOBODY
     if author is not None:
         name, email = author
         env.update(GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email)
