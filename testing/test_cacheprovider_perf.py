@@ -102,9 +102,13 @@ class TestLowLevelWrite:
         ["a", "a/b", "a//b", "a/b/", "a/./b", "a/../b", ".hidden", "a.b/c.d", "x:y"],
     )
     def test_joined_path_is_the_normalized_one(self, tmp_path: Path, name: str) -> None:
-        # Escaping keys are refused: see test_cacheprovider_units.py.
         expected = Path(os.path.normpath(os.path.join(tmp_path, name)))
         assert cacheprovider.Cache._join_within(tmp_path, name) == expected
+
+    @pytest.mark.parametrize("name", ["../x", "a/../../x", "/etc/passwd"])
+    def test_escaping_name_is_refused(self, tmp_path: Path, name: str) -> None:
+        with pytest.raises(ValueError, match="not allowed to escape"):
+            cacheprovider.Cache._join_within(tmp_path, name)
 
 
 class TestNewValue:

@@ -84,8 +84,10 @@ def _sweep_orphans(cachedir: Path) -> None:
                     dead = now - st.st_mtime > ORPHAN_TIMEOUT
                 if not dead or stat.S_ISLNK(st.st_mode):
                     continue
-                remove = shutil.rmtree if stat.S_ISDIR(st.st_mode) else os.unlink
-                remove(entry.path)  # OSError: the rest stays for a later sweep.
+                if stat.S_ISDIR(st.st_mode):  # All it can: the rest stays for later.
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
             except OSError:
                 continue
 
