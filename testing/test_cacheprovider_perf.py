@@ -10,6 +10,8 @@ the value.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
+import contextlib
 import errno
 import json
 import os
@@ -283,6 +285,35 @@ class TestSkipEqualWrites:
         assert len(json.dumps(changed, ensure_ascii=False, indent=2)) == len(text)
         cache.set("cache/big", changed)
         assert cache.get("cache/big", None) == changed
+
+    def test_file_of_another_size_is_not_read(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Telling a big lastfailed from the new value costs no read of its megabytes."""
+        path = tmp_path / "value"
+        path.write_bytes(b"[]" * 50_000)
+        read: list[int] = []
+        real_open = Path.open
+
+        class Counted:
+            def __init__(self, f: Any) -> None:
+                self.f = f
+
+            def read(self, size: int = -1) -> bytes:
+                data: bytes = self.f.read(size)
+                read.append(len(data))
+                return data
+
+        @contextlib.contextmanager
+        def counted_open(p: Path, *args: Any, **kwargs: Any) -> Iterator[Counted]:
+            with real_open(p, *args, **kwargs) as f:
+                yield Counted(f)
+
+        monkeypatch.setattr(Path, "open", counted_open)
+        assert not cacheprovider._content_is(path, b"[]" * 49_999)
+        assert read == []
+        assert cacheprovider._content_is(path, b"[]" * 50_000)
+        assert read == [100_000]
 
     @staticmethod
     def steady_state_changes(pytester: Pytester) -> list[str]:

@@ -157,6 +157,8 @@ def _retried(call: Callable[..., _T], *args: object) -> _T:
 def _content_is(path: str | Path, data: bytes) -> bool:
     """Whether the file at ``path`` holds exactly ``data`` (False if it cannot be read)."""
     try:
+        if os.stat(path).st_size != len(data):  # No read (a big lastfailed: megabytes).
+            return False
         with Path(path).open("rb", buffering=0) as f:
             return f.read(len(data) + 1) == data
     except OSError:
