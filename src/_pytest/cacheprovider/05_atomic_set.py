@@ -246,7 +246,7 @@ class Cache:
         :param default:
             What to return for a missing or unreadable value.
         """
-        path = self._getvaluepath(key)  # ValueError for a key that escapes.
+        path = Path(self._value_file(key))  # ValueError for a key that escapes.
         try:
             return json.loads(_retried(path.read_bytes))
         except (OSError, ValueError):  # ENOENT, EISDIR...; corrupt, or not UTF-8.
@@ -254,7 +254,7 @@ class Cache:
 
     @functools.cached_property
     def _value_file(self) -> Callable[..., str]:
-        """``_getvaluepath`` as a ``str``, remembered: ``set`` gets the same keys again and again."""
+        """``_getvaluepath`` as a ``str``, remembered: the same few keys come again and again."""
         remember = functools.lru_cache(maxsize=256)  # A few keys; cheap to miss.
         return remember(lambda key: os.fspath(self._getvaluepath(key)))
 

@@ -45,7 +45,7 @@ _RACY_WINDOW_NS = 3_000_000_000
 _FINE_RACY_WINDOW_NS = 100_000_000
 
 
-def _signature(path: Path) -> object:
+def _signature(path: str | Path) -> object:
     """Identity of the file at ``path``: equal only if its content did not change.
 
     ext4 hands a freed inode number straight back, and coarse timestamps make a
@@ -62,7 +62,7 @@ def _signature(path: Path) -> object:
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= window:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     try:
-        with path.open("rb") as f:
+        with Path(path).open("rb") as f:
             digest = hash(f.read())  # Compared within this process only.
     except OSError:
         return object()
@@ -208,27 +208,27 @@ class Cache:
         and removes it.  So a holder never removes the entries of a session
         that finished its write before the holder wrote.
         """
-        path = self._getvaluepath(key)
+        path = self._value_file(key)
         data = _encode(value)
         if _content_is(path, data):
             return
         with contextlib.suppress(OSError):  # Else write() says why it cannot write.
             self._ensure_cache_dir_and_supporting_files()
-        ahead, lock = self._getvaluepath(f"{key}.ahead"), self._cachedir / "merge.lock"
+        ahead, lock = self._value_file(f"{key}.ahead"), self._cachedir / "merge.lock"
         with _locked(lock, patience=self._lock_patience) as why:
             if why is None:
                 with contextlib.suppress(OSError):  # ENOENT: no copy, as a rule.
-                    ahead.unlink()
+                    os.unlink(ahead)
             # Rewritten since this session read it: merge with the disk.
             if _signature(path) != self._signatures.get(key, ()):
                 data = _encode(merge(self.get(key, None), value))
             if (why or "").startswith(_HELD_ELSEWHERE):  # First: the holder sees it.
-                self._write_value(os.fspath(ahead), data)
+                self._write_value(ahead, data)
             write(data)
             if why is None and (left := self.get(f"{key}.ahead", None)) is not None:
                 write(_encode(merge(left, value)))
                 with contextlib.suppress(OSError):  # Else the next holder removes it.
-                    ahead.unlink()
+                    os.unlink(ahead)
         if why is not None:
             self._lock_patience = 0.0
             self._config.trace.root.get("cache")(f"merged {key} unlocked: {why}")
@@ -273,7 +273,7 @@ class LFPlugin:
         cache = config.cache
         assert cache is not None
         key = "cache/lastfailed"
-        if not self.lastfailed and not cache._getvaluepath(key).exists():
+        if not self.lastfailed and not os.path.exists(cache._value_file(key)):
             return  # Nothing failed, nothing to remove: no file, as every release.
         if not self._owned and (self.lastfailed or cache.get(key, None) is not None):
             return  # Nothing of ours to write; only a file holding no JSON is replaced.
@@ -302,7 +302,7 @@ def pytest_configure(config: Config) -> None:
     merges = {"cache/lastfailed": merged_lastfailed, "cache/nodeids": _united}
     for key, merge in merges.items():
         # Taken before the plugins read them: equal at the end, nobody rewrote them.
-        cache._signatures[key] = _signature(cache._getvaluepath(key))
+        cache._signatures[key] = _signature(cache._value_file(key))
         cache._write_steps[key] = functools.partial(cache._merged_write, key, merge)
     config.pluginmanager.register(LFPlugin(config), "lfplugin")
     config.pluginmanager.register(NFPlugin(config), "nfplugin")

@@ -150,6 +150,6 @@ class LFPlugin:
         cache = config.cache
         assert cache is not None
         # Silently, when it cannot be written: no release writes it, nor warns.
-        path = os.fspath(cache._getvaluepath("cache/lastrun"))
+        path = cache._value_file("cache/lastrun")
         with contextlib.suppress(PytestCacheWarning):
             cache._write_value(path, _encode(sorted(self._owned)))
