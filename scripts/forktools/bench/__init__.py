@@ -28,7 +28,9 @@ the medians and the ratio fork/stock of the medians:
 * ``lastfailed-session-end``: CPU time of the session end (``pytest_sessionfinish``
   and ``pytest_unconfigure``, timed by outermost hook wrappers: merge, lock,
   signature and sweep included) with 1,000 to 1,000,000 lastfailed entries on disk,
-  and the peak memory of the process (``lastfailed-memory``);
+  in the cache that the same build's previous session left, and the peak memory of
+  the process (``lastfailed-memory``); ``switch-session-end``: the same at 1,000
+  entries in the cache stock left (the fork's first session after stock's);
 * ``lastfailed-100k``: the same with 100,000 entries in wall time, with the
   session start and the whole process; ``session-start``: the CPU time of the
   session start (``pytest_configure``, where lastfailed is read, and

@@ -18,18 +18,6 @@ DEFAULT_ENV_ROOT = Path(
     os.environ.get("PYTEST_BENCH_ENVS")
     or envs.DEFAULT_ROOT.parent / "pytest-bench-envs"
 )
-NAMES = (
-    "suite-run",
-    "set-cost",
-    "set-syscalls",
-    "set-throughput",
-    "steady-state-writes",
-    "lastfailed-session-end",
-    "lastfailed-memory",
-    "lastfailed-100k",
-    "session-start",
-    "creation-race",
-)
 #: What each benchmark name of --only runs (some runs produce two names).
 RUNS = (
     "suite-run",

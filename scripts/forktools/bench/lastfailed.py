@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 from forktools.bench.config import BenchError
@@ -17,6 +18,7 @@ from forktools.bench.results import Result
 from forktools.bench.results import result_from_samples
 from forktools.bench.running import alternate
 from forktools.bench.running import Bench
+from forktools.bench.running import Completed
 from forktools.bench.running import expect
 from forktools.bench.running import lastfailed_expected
 from forktools.bench.running import lastfailed_seed
@@ -38,7 +40,8 @@ def lastfailed_100k(bench: Bench) -> list[Result]:
     parts: dict[str, dict[str, list[float]]] = {}
 
     def measure(env: str) -> float:
-        hooks, seconds = _lastfailed_run(bench, env, seed_text, expected)
+        previous = _previous_cache(bench, env)
+        hooks, seconds = _lastfailed_run(bench, env, seed_text, expected, previous)
         figures = {
             "session-end": hooks["sessionfinish"] + hooks["unconfigure"],
             "session-start": hooks["start"],
@@ -79,9 +82,15 @@ def lastfailed_100k(bench: Bench) -> list[Result]:
 
 
 def lastfailed_session_end(bench: Bench) -> list[Result]:
-    """Session end CPU time and peak memory for each size of lastfailed."""
+    """Session end CPU time and peak memory for each size of lastfailed.
+
+    Each build meets the cache its own previous session left; one more case,
+    ``switch-session-end``, is the first session after stock's (the fork makes
+    ``merge.lock`` and ``cache/lastrun`` once): stock meets its own cache there.
+    """
     results = []
-    for entries in LASTFAILED_SIZES:
+    cases = [(entries, None) for entries in LASTFAILED_SIZES]
+    for entries, left_by in [*cases, (LASTFAILED_SIZES[0], STOCK)]:
         seed = lastfailed_seed(entries)
         expected = lastfailed_expected(seed)
         seed_text = json.dumps(seed, ensure_ascii=False, indent=2)
@@ -97,8 +106,10 @@ def lastfailed_session_end(bench: Bench) -> list[Result]:
             seed_text: str = seed_text,
             expected: set[str] = expected,
             parts: dict[str, dict[str, list[float]]] = parts,
+            left_by: str | None = left_by,
         ) -> float:
-            hooks, _ = _lastfailed_run(bench, env, seed_text, expected)
+            previous = _previous_cache(bench, left_by or env)
+            hooks, _ = _lastfailed_run(bench, env, seed_text, expected, previous)
             figures = {
                 "cpu": hooks["sessionfinish_cpu"] + hooks["unconfigure_cpu"],
                 "wall": hooks["sessionfinish"] + hooks["unconfigure"],
@@ -108,15 +119,10 @@ def lastfailed_session_end(bench: Bench) -> list[Result]:
                 parts.setdefault(part, {FORK: [], STOCK: []})[env].append(value)
             return figures["cpu"]
 
+        name = "lastfailed-session-end" if left_by is None else "switch-session-end"
         label = f"{entries:,} entries"
-        progress(f"lastfailed-session-end: {label}")
-        alternate(
-            f"lastfailed-session-end {label}",
-            rounds,
-            measure,
-            unit="s CPU",
-            warmup=warmup,
-        )
+        progress(f"{name}: {label}")
+        alternate(f"{name} {label}", rounds, measure, unit="s CPU", warmup=warmup)
 
         def last(
             part: str,
@@ -128,7 +134,7 @@ def lastfailed_session_end(bench: Bench) -> list[Result]:
         wall = last("wall")
         results.append(
             result_from_samples(
-                "lastfailed-session-end",
+                name,
                 "s CPU",
                 last("cpu"),
                 variant=label,
@@ -137,29 +143,63 @@ def lastfailed_session_end(bench: Bench) -> list[Result]:
                 stock_wall=round(median(wall[STOCK]), 4),
             )
         )
-        results.append(
-            result_from_samples(
-                "lastfailed-memory",
-                "MB",
-                last("rss"),
-                variant=label,
-                entries=entries,
+        if left_by is None:
+            results.append(
+                result_from_samples(
+                    "lastfailed-memory",
+                    "MB",
+                    last("rss"),
+                    variant=label,
+                    entries=entries,
+                )
             )
-        )
     return results
 
 
+def _previous_cache(bench: Bench, env: str) -> Path:
+    """The cache that the first session of ``env`` leaves in the lastfailed project, saved once.
+
+    Timed runs start from a copy of it with the seed as lastfailed.  A cache in
+    use holds what the sessions before wrote: the supporting files, nodeids
+    (every session writes it; 8.x writes stepwise too), the fork's
+    ``merge.lock`` and ``cache/lastrun``.  No release leaves lastfailed alone.
+    """
+    saved = bench.workdir / "lastfailed" / f"previous-session-{env}"
+    if not saved.is_dir():
+        project = bench.project("lastfailed", env, "lastfailed")
+        shutil.rmtree(project / ".pytest_cache", ignore_errors=True)
+        _run_project(bench, env)
+        shutil.copytree(project / ".pytest_cache", saved, symlinks=True)
+    return saved
+
+
 def _lastfailed_run(
-    bench: Bench, env: str, seed_text: str, expected: set[str]
+    bench: Bench, env: str, seed_text: str, expected: set[str], previous: Path
 ) -> tuple[dict[str, float], float]:
-    """One run of the lastfailed project on ``seed_text``: the hook times it recorded
-    and the whole process's seconds."""
+    """One run of the lastfailed project in a copy of the cache ``previous`` with
+    ``seed_text`` as lastfailed: the hook times it recorded and the whole
+    process's seconds."""
     project = bench.project("lastfailed", env, "lastfailed")
     cachedir = project / ".pytest_cache"
     shutil.rmtree(cachedir, ignore_errors=True)
+    shutil.copytree(previous, cachedir, symlinks=True)
     value = cachedir / "v" / "cache" / "lastfailed"
-    value.parent.mkdir(parents=True)
     value.write_text(seed_text, encoding="utf-8")
+    done = _run_project(bench, env)
+    stored = json.loads(value.read_text(encoding="utf-8"))
+    if set(stored) != expected:
+        raise BenchError(
+            f"lastfailed ({env}): {len(stored)} entries after the run, wanted {len(expected)}"
+        )
+    hooks: dict[str, float] = json.loads(
+        (project / "hooks.json").read_text(encoding="utf-8")
+    )
+    return hooks, done.seconds
+
+
+def _run_project(bench: Bench, env: str) -> Completed:
+    """Run the lastfailed project of ``env``, which records its hook times in ``hooks.json``."""
+    project = bench.project("lastfailed", env, "lastfailed")
     out = project / "hooks.json"
     out.unlink(missing_ok=True)
     done = run_pytest(
@@ -179,10 +219,4 @@ def _lastfailed_run(
         summary=rf"\b{failing} failed",
         what=f"lastfailed ({env})",
     )
-    stored = json.loads(value.read_text(encoding="utf-8"))
-    if set(stored) != expected:
-        raise BenchError(
-            f"lastfailed ({env}): {len(stored)} entries after the run, wanted {len(expected)}"
-        )
-    hooks: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
-    return hooks, done.seconds
+    return done
