@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
 
 from race_harness import require
@@ -602,14 +603,20 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 class TestRacilyClean:
+    @pytest.mark.parametrize("ends", ["within the window", "after it"])
     def test_same_size_rewrite_within_one_tick_is_merged(
-        self, pytester: Pytester, coarse_fs: Path
+        self,
+        pytester: Pytester,
+        coarse_fs: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        ends: str,
     ) -> None:
         """ext4 reuses the inode at once; with 1 s timestamps only the tick could tell two versions apart.
 
         Session S reads lastfailed; within the same second another session
         rewrites it twice with values of the same size, the second time on
-        the first version's inode number.  S's merge must still see the rewrite.
+        the first version's inode number.  S's merge must still see the rewrite,
+        also when S ends after the timestamps have settled.
         """
         key = "cache/lastfailed"
         cachedir = coarse_fs / "cache"
@@ -634,6 +641,9 @@ class TestRacilyClean:
         else:
             require(False, "no rewrite looked identical (tick crossed, no inode reuse)")
         assert session is not None
+        if ends == "after it":
+            later = time.time_ns() + 10**10
+            monkeypatch.setattr(time, "time_ns", lambda: later)
 
         def merge(on_disk: object) -> object:
             """As the session that ran only ``t.py::s`` (which failed) merges."""

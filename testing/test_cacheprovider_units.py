@@ -507,7 +507,7 @@ class TestMerges:
         other = pytester.parseconfigure().cache  # Another session, in effect.
         assert other is not None
         other._signatures["cache/nodeids"] = cacheprovider._signature(
-            other._getvaluepath("cache/nodeids")
+            other._value_file("cache/nodeids")
         )
         seen: list[object] = []
 
@@ -524,6 +524,38 @@ class TestMerges:
         other.set("cache/nodeids", ["t.py::4"])  # ...so it merges.
         assert seen == [["t.py::3"]]
         assert other.get("cache/nodeids", None) == ["merged"]
+
+    def test_value_read_while_racy_and_unchanged_is_not_merged_once_settled(
+        self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A session that starts right after another ended reads a racy file (known by content).
+
+        When it ends, the file's timestamps have settled: unchanged, it must
+        not be read and merged again (a megabyte-sized lastfailed, decoded).
+        """
+        writer = pytester.parseconfigure().cache
+        assert writer is not None
+        writer._write_steps.clear()  # Another session, writing plainly.
+        writer.set("cache/nodeids", ["t.py::1"])
+        path = writer._getvaluepath("cache/nodeids")
+        mtime = os.stat(path).st_mtime_ns
+        monkeypatch.setattr(time, "time_ns", lambda: mtime + 1)  # As it is written.
+        session = pytester.parseconfigure().cache
+        assert session is not None
+        assert session._signatures["cache/nodeids"][-1] is not None  # Racy: a digest.
+        monkeypatch.setattr(time, "time_ns", lambda: mtime + 10**10)  # 10 s later.
+        seen: list[object] = []
+
+        def merge(on_disk: object, ours: object) -> object:
+            seen.append(on_disk)
+            return ours
+
+        session._write_steps["cache/nodeids"] = functools.partial(
+            session._merged_write, "cache/nodeids", merge
+        )
+        session.set("cache/nodeids", ["t.py::2"])
+        assert seen == [], f"merged with {seen}: nobody rewrote it"
+        assert session.get("cache/nodeids", None) == ["t.py::2"]
 
     def test_merge_of_bytes_already_on_disk_takes_no_lock(
         self, pytester: Pytester, monkeypatch: pytest.MonkeyPatch

@@ -45,28 +45,31 @@ _RACY_WINDOW_NS = 3_000_000_000
 _FINE_RACY_WINDOW_NS = 100_000_000
 
 
-def _signature(path: str | Path) -> object:
+def _signature(path: str, like: tuple[object, ...] = (None,)) -> tuple[object, ...]:
     """Identity of the file at ``path``: equal only if its content did not change.
 
-    ext4 hands a freed inode number straight back, and coarse timestamps make a
-    same-size rewrite within one tick look identical, so a file changed within
-    its racy window is identified by a digest of its content instead.  None for
-    no file; an unreadable racy file gets a signature equal to no other.
+    Its status, and a digest of its content while the status cannot tell:
+    ext4 hands a freed inode number straight back, and coarse timestamps make
+    a same-size rewrite within one tick look identical.  Taken ``like`` an
+    earlier signature: a file racy then is compared by content, however
+    settled it is now (git's "racily clean" rule).  ``(None,)`` for no file;
+    an unreadable racy file gets a signature equal to no other.
     """
     try:
         st = os.stat(path)
     except OSError:  # ENOENT/ENOTDIR: no value; EACCES: nor can it be read.
-        return None
+        return (None,)
     # An mtime of whole seconds may come from a coarse clock: the wide window.
     window = _RACY_WINDOW_NS if st.st_mtime_ns % 10**9 == 0 else _FINE_RACY_WINDOW_NS
-    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= window:
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= window
+    if settled and like[-1] is None:
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, None)
     try:
         with Path(path).open("rb") as f:
             digest = hash(f.read())  # Compared within this process only.
     except OSError:
-        return object()
-    return (digest, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return (object(),)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
 
 
 def _open_lock(lockfile: Path) -> int:
@@ -174,7 +177,7 @@ def _locked(lockfile: Path, *, patience: float) -> Iterator[str | None]:
 
 class Cache:
     @functools.cached_property
-    def _signatures(self) -> dict[str, object]:
+    def _signatures(self) -> dict[str, tuple[object, ...]]:
         """Per merged key, the value file's signature before this session read it."""
         return {}
 
@@ -220,7 +223,7 @@ class Cache:
                 with contextlib.suppress(OSError):  # ENOENT: no copy, as a rule.
                     os.unlink(ahead)
             # Rewritten since this session read it: merge with the disk.
-            if _signature(path) != self._signatures.get(key, ()):
+            if _signature(path, like=self._signatures[key]) != self._signatures[key]:
                 data = _encode(merge(self.get(key, None), value))
             if (why or "").startswith(_HELD_ELSEWHERE):  # First: the holder sees it.
                 self._write_value(ahead, data)
