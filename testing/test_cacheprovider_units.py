@@ -380,6 +380,19 @@ class TestAtomicWrite:
         raw = cache._getvaluepath("cache/lastfailed").read_bytes()
         assert raw.decode("utf-8") and json.loads(raw) == {nodeid: True}
 
+    @pytest.mark.parametrize(
+        "raw",
+        ['"\\ud800"'.encode("utf-16"), b'\xef\xbb\xbf"bom"', b'"\xed\xa0\x80"'],
+        ids=["utf-16", "utf-8-bom", "encoded-surrogate"],
+    )
+    def test_value_read_as_stock_reads_it(self, pytester: Pytester, raw: bytes) -> None:
+        """Strict UTF-8 without a BOM, as stock's text read: anything else is no value."""
+        cache = pytester.parseconfigure().cache
+        assert cache is not None
+        cache.set("plugin/value", "old")
+        cache._getvaluepath("plugin/value").write_bytes(raw)
+        assert cache.get("plugin/value", "default") == "default"
+
 
 class TestKeysConfined:
     @pytest.mark.parametrize(

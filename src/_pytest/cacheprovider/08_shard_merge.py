@@ -53,7 +53,7 @@ def _read_shard(cachedir: Path) -> tuple[set[str], dict[str, object], list[str]]
     for key, kind in (("cache/lastrun", list), *_SELECTION_KEYS):
         path = cachedir / Cache._CACHE_PREFIX_VALUES / key
         try:
-            value = json.loads(path.read_bytes())
+            value = json.loads(path.read_bytes().decode())
         except FileNotFoundError:
             if key == "cache/lastrun":
                 raise ValueError(f"{path} missing: it records no session") from None
