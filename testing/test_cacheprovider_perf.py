@@ -67,7 +67,7 @@ class TestLowLevelWrite:
 
         with monkeypatch.context() as m:
             m.setattr(Path, "open", open_)
-            cacheprovider._write_atomic(str(target), b'"new value"', tmp_path, {})
+            cacheprovider._write_atomic(target, b'"new value"', tmp_path, {})
         assert seen == ['"old"']
         assert target.read_text() == '"new value"'
         assert list(tmp_path.iterdir()) == [target]

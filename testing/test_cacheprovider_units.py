@@ -303,7 +303,7 @@ class TestAtomicWrite:
         with monkeypatch.context() as m:
             m.setattr(os, "replace", replace)
             with pytest.raises(KeyboardInterrupt):
-                _write_atomic(str(target), b'"new"', tmp_path, {})
+                _write_atomic(target, b'"new"', tmp_path, {})
         assert target.read_text() == '"old"'
         assert list(tmp_path.iterdir()) == [target]
 
@@ -323,7 +323,7 @@ class TestAtomicWrite:
         with monkeypatch.context() as m:
             m.setattr(sys, "platform", "win32")
             m.setattr(os, "replace", replace)
-            _write_atomic(str(tmp_path / "value"), b"1", tmp_path, {})
+            _write_atomic(tmp_path / "value", b"1", tmp_path, {})
         assert (tmp_path / "value").read_text() == "1"
 
     def test_access_denied_on_posix_is_not_retried(
@@ -339,7 +339,7 @@ class TestAtomicWrite:
             m.setattr(sys, "platform", "linux")
             m.setattr(os, "replace", replace)
             with pytest.raises(PermissionError):
-                _write_atomic(str(tmp_path / "value"), b"1", tmp_path, {})
+                _write_atomic(tmp_path / "value", b"1", tmp_path, {})
         assert len(calls) == 1
         assert list(tmp_path.iterdir()) == []
 
@@ -582,7 +582,7 @@ class TestMerges:
             raise AssertionError("locked to write what is on disk already")
 
         monkeypatch.setattr(cacheprovider, "_locked", no_lock)
-        path = os.fspath(cache._getvaluepath("cache/nodeids"))
+        path = cache._getvaluepath("cache/nodeids")
         write = functools.partial(cache._write_value, path)
         cache._merged_write("cache/nodeids", cacheprovider._united, write, ["a"])
         assert not (cache._cachedir / "merge.lock").exists()

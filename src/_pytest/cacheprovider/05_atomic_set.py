@@ -74,7 +74,7 @@ def _write_all(f: Any, data: bytes) -> None:
         written += more
 
 
-def _followed(path: str, link: os.stat_result) -> tuple[str, os.stat_result | None]:
+def _followed(path: Path, link: os.stat_result) -> tuple[Path, os.stat_result | None]:
     """The file a write to the symlink ``path`` goes to, and its status.
 
     The link is followed where the kernel's ``protected_symlinks`` rule would
@@ -86,21 +86,21 @@ def _followed(path: str, link: os.stat_result) -> tuple[str, os.stat_result | No
         return path, link
     if link.st_uid not in (os.geteuid(), os.stat(os.path.dirname(path)).st_uid):
         return path, link
-    target = os.path.realpath(path)
+    target = Path(os.path.realpath(path))
     try:
         return target, os.stat(target)
     except FileNotFoundError:  # A dangling link: the write creates its target.
         return target, None
 
 
-def _rewrite_in_place(path: str, data: bytes) -> None:
+def _rewrite_in_place(path: Path, data: bytes) -> None:
     """The in-place write of every release, without its torn or truncated file.
 
     The new bytes overwrite the old ones and the file is then cut to length;
     when that fails (a full disk while the file grows), the old bytes, which fit
     where they were, are put back, and the error propagates.
     """
-    with Path(path).open("r+b", buffering=0) as f:
+    with path.open("r+b", buffering=0) as f:
         old = f.read()
         try:
             f.seek(0)
@@ -154,19 +154,19 @@ def _retried(call: Callable[..., _T], *args: object) -> _T:
     return call(*args)
 
 
-def _content_is(path: str | Path, data: bytes) -> bool:
+def _content_is(path: Path, data: bytes) -> bool:
     """Whether the file at ``path`` holds exactly ``data`` (False if it cannot be read)."""
     try:
         if os.stat(path).st_size != len(data):  # No read (a big lastfailed: megabytes).
             return False
-        with Path(path).open("rb", buffering=0) as f:
+        with path.open("rb", buffering=0) as f:
             return f.read(len(data) + 1) == data
     except OSError:
         return False
 
 
 def _write_atomic(
-    path: str, data: bytes, private_folder: Path, written: dict[str, int]
+    path: Path, data: bytes, private_folder: Path, written: dict[Path, int]
 ) -> None:
     """Replace the content of ``path`` with ``data`` in one step, unless it holds it already.
 
@@ -199,14 +199,14 @@ def _write_atomic(
     if old is not None and stat.S_ISLNK(old.st_mode):
         target, old = _followed(path, old)
         if target != path:  # Written through: the private file goes beside the target.
-            path, private_folder = target, Path(target).parent
+            path, private_folder = target, target.parent
     if old is not None and old.st_size == len(data):
         known = written.get(path)
         if (known is None or known == hash(data)) and _content_is(path, data):
             return
     if old is None and data[-1:] in (b"}", b"]", b'"'):
         try:  # No private file, no rename: a part of it reads as no value.
-            with Path(path).open("xb", buffering=0) as f:
+            with path.open("xb", buffering=0) as f:
                 _write_all(f, data)
         except FileExistsError:  # Another writer made it meanwhile: replace it.
             return _write_atomic(path, data, private_folder, written)
@@ -220,7 +220,7 @@ def _write_atomic(
                     os.unlink(private)
                 raise
         except OSError as e:
-            beside = Path(path).parent
+            beside = path.parent
             if e.errno in _BESIDE_ERRNOS and private_folder != beside:
                 return _write_atomic(path, data, beside, written)
             if old is None or e.errno not in _IN_PLACE_ERRNOS:
@@ -231,7 +231,7 @@ def _write_atomic(
 
 class Cache:
     @functools.cached_property
-    def _written(self) -> dict[str, int]:
+    def _written(self) -> dict[Path, int]:
         """Hashes of the small values this session wrote, by path (see :func:`_write_atomic`)."""
         return {}
 
@@ -246,7 +246,7 @@ class Cache:
         :param default:
             What to return for a missing or unreadable value.
         """
-        path = Path(self._value_file(key))  # ValueError for a key that escapes.
+        path = self._value_file(key)  # ValueError for a key that escapes.
         try:
             # Decoded before parsing, as stock's text read does: strict UTF-8, and
             # the bytes are freed first, so the parse faults in fewer new pages.
@@ -255,10 +255,12 @@ class Cache:
             return default
 
     @functools.cached_property
-    def _value_file(self) -> Callable[..., str]:
-        """``_getvaluepath`` as a ``str``, remembered: the same few keys come again and again."""
+    def _value_file(self) -> Callable[..., Path]:
+        """``_getvaluepath``, remembered: the same few keys come again and again."""
+        # One Path per key, its str made once: parsing a str again costs more than
+        # the open that uses it.
         remember = functools.lru_cache(maxsize=256)  # A few keys; cheap to miss.
-        return remember(lambda key: os.fspath(self._getvaluepath(key)))
+        return remember(lambda key: self._getvaluepath(key))
 
     @functools.cached_property
     def _write_steps(self) -> dict[str, Callable[..., None]]:
@@ -293,7 +295,7 @@ class Cache:
         except PytestCacheWarning as e:  # Warned here: it names the caller of set().
             self.warn(str(e), _ispytest=True)
 
-    def _write_value(self, path: str, data: bytes) -> None:
+    def _write_value(self, path: Path, data: bytes) -> None:
         """Write ``data`` as the value file ``path`` (see :func:`_write_atomic`).
 
         The value's folder is made when a write fails without it: for the
@@ -317,7 +319,7 @@ class Cache:
                         f"cache could not write path {path}: {exc}"
                     ) from exc
             try:
-                self._mkdir(Path(path).parent)
+                self._mkdir(path.parent)
             except OSError as exc:
                 raise PytestCacheWarning(
                     f"could not create cache path {path}: {exc}"

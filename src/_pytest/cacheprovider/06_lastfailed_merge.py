@@ -45,7 +45,7 @@ _RACY_WINDOW_NS = 3_000_000_000
 _FINE_RACY_WINDOW_NS = 100_000_000
 
 
-def _signature(path: str, like: tuple[object, ...] = (None,)) -> tuple[object, ...]:
+def _signature(path: Path, like: tuple[object, ...] = (None,)) -> tuple[object, ...]:
     """Identity of the file at ``path``: equal only if its content did not change.
 
     Its status, and a digest of its content while the status cannot tell:
@@ -65,7 +65,7 @@ def _signature(path: str, like: tuple[object, ...] = (None,)) -> tuple[object, .
     if settled and like[-1] is None:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, None)
     try:
-        with Path(path).open("rb") as f:
+        with path.open("rb") as f:
             digest = hash(f.read())  # Compared within this process only.
     except OSError:
         return (object(),)
