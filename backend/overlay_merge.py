@@ -164,13 +164,18 @@ def _replacing(old: cst.CSTNode, new: cst.CSTNode) -> _Definition:
     """``new`` in the place of ``old``: the overlay's own comments if it has any, else old's."""
     lines = _leading_lines(new)
     if any(line.comment is not None for line in lines):
-        blank = 0
-        for line in _leading_lines(old):
-            if line.comment is not None:
-                break
-            blank += 1
-        return _with_blank_lines(new, blank)
+        return _with_blank_lines(new, _blank_lines(old))
     return _with_leading_lines(new, _leading_lines(old))
+
+
+def _blank_lines(node: cst.CSTNode) -> int:
+    """The blank lines before ``node``'s own leading comments."""
+    blank = 0
+    for line in _leading_lines(node):
+        if line.comment is not None:
+            break
+        blank += 1
+    return blank
 
 
 def _names_used(node: cst.CSTNode) -> set[str]:
@@ -210,8 +215,8 @@ def _placed(
 
     A definition that only other new definitions use goes before the first
     user of those; one nothing uses (a hook) goes at ``end``.  New definitions
-    that share a place keep the overlay's order.  Top-level functions and
-    classes get two blank lines before them, members one.
+    that share a place keep the overlay's order, spaced as ruff's formatter
+    spaces them (:func:`_spaced`).
     """
     uses = {name: used_by(node) - {name} for name, node in new.items()}
     unused = len(body) + 1
@@ -219,9 +224,8 @@ def _placed(
     for i, node in enumerate(body):
         for name in used_by(node) & new.keys():
             place[name] = min(place[name], i)
-    for _ in range(
-        2
-    ):  # Then what nothing upstream uses goes to ``end``, with its helpers.
+    # Twice: then what nothing upstream uses goes to ``end``, with its helpers.
+    for _ in range(2):
         changed = True
         while changed:  # A helper of a helper goes where its user goes, or earlier.
             changed = False
@@ -231,23 +235,48 @@ def _placed(
                         place[name] = place[user]
                         changed = True
         place = {name: end if at == unused else at for name, at in place.items()}
+    top_level = used_by is _names_used
     result: list[cst.CSTNode] = []
+    after_new = False
     for i in range(len(body) + 1):
         for name, node in new.items():
             if place[name] == i:
-                result.append(_spaced(node, top_level=used_by is _names_used))
+                previous = result[-1] if result else None
+                result.append(_spaced(node, previous, top_level=top_level, new=True))
+                after_new = True
         if i < len(body):
-            result.append(body[i])
+            node = body[i]
+            if after_new and result:
+                node = _spaced(node, result[-1], top_level=top_level, new=False)
+            result.append(node)
+            after_new = False
     return result
 
 
-def _spaced(node: cst.CSTNode, *, top_level: bool) -> _Definition:
-    """``node`` with the blank lines ruff's formatter wants before it where it is placed."""
+def _spaced(
+    node: cst.CSTNode, previous: cst.CSTNode | None, *, top_level: bool, new: bool
+) -> cst.CSTNode:
+    """``node`` after ``previous`` with the blank lines ruff's formatter wants there.
+
+    A new member gets one.  At the top level a function or class gets two before
+    and after it, and so does what follows the imports (pytest's isort
+    ``lines-after-imports``), other statements one; upstream's own ``node``, after
+    a new one, only ever gains lines.
+    """
     if not top_level:
-        return _with_blank_lines(node, 1)
-    if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
-        return _with_blank_lines(node, 2)
-    return _with_blank_lines(node, 1)
+        return _with_blank_lines(node, 1) if new else node
+    if not isinstance(node, _DEFINITION_TYPES):
+        return node  # Upstream's compound statements keep their lines.
+    definitions = (cst.FunctionDef, cst.ClassDef)
+    two = (
+        isinstance(node, definitions)
+        or isinstance(previous, definitions)
+        or (previous is not None and _is_import(previous))
+    )
+    wanted = 2 if two else 1
+    if new or _blank_lines(node) < wanted:
+        return _with_blank_lines(node, wanted)
+    return node
 
 
 @dataclasses.dataclass

@@ -230,6 +230,60 @@ def test_merging_twice_equals_merging_once() -> None:
     assert merge(once, overlay).code == once
 
 
+def test_new_definitions_are_spaced_as_ruff_formats_them() -> None:
+    """Two blank lines around a top-level function, also before a new constant's comment."""
+    upstream = dedent(
+        """
+        import os
+        X = 1
+
+
+        def user():
+            return _after() + Y
+        Y = 2
+        """
+    )
+    overlay = dedent(
+        """
+        import os
+
+
+        def _helper() -> int:
+            return 1
+
+        # Why 2.
+        _LIMIT = 2
+
+
+        def _after() -> int:
+            return _helper() + _LIMIT
+        """
+    )
+    assert merge(upstream, overlay).code == dedent(
+        """
+        import os
+        X = 1
+
+
+        def _helper() -> int:
+            return 1
+
+
+        # Why 2.
+        _LIMIT = 2
+
+
+        def _after() -> int:
+            return _helper() + _LIMIT
+
+
+        def user():
+            return _after() + Y
+        Y = 2
+        """
+    )
+
+
 def test_fingerprint_identifies_upstreams_definition() -> None:
     overlay = "def helper(x: int) -> int:\n    return x\n"
     first = merge(UPSTREAM, overlay).replaced["helper"]
