@@ -190,6 +190,8 @@ class TestTargets:
             ("set-cost", "overwrite, disk (user CPU)", 0.79, True),
             ("session-start", "100,000 entries", 1.02, True),
             ("session-start", "100,000 entries", 1.4, False),
+            ("session-start-instructions", "100,000 entries", 1.0, True),
+            ("session-start-instructions", "100,000 entries", 1.008, False),
             ("set-cost", "something else", 0.5, None),
             ("set-syscalls", "new-key, disk", 1.0, True),
             ("set-syscalls", "overwrite, tmpfs", 1.1, False),

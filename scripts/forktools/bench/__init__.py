@@ -34,7 +34,9 @@ the medians and the ratio fork/stock of the medians:
 * ``lastfailed-100k``: the same with 100,000 entries in wall time, with the
   session start and the whole process; ``session-start``: the CPU time of the
   session start (``pytest_configure``, where lastfailed is read, and
-  ``pytest_sessionstart``) with 100,000 entries;
+  ``pytest_sessionstart``) with 100,000 entries; ``session-start-instructions``:
+  the instructions it executes, counted by callgrind in one run per env (left
+  out, with a note on stderr, where valgrind is missing);
 * ``creation-race``: 2, 8, 32 and 64 plain pytest processes started together on
   a fresh directory, held at a barrier (a lock the benchmark releases once all
   have arrived) and then calling ``config.cache.mkdir`` at the same moment:

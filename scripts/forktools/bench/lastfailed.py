@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import json
 from pathlib import Path
+import re
 import shutil
 
 from forktools.bench.config import BenchError
@@ -78,7 +80,65 @@ def lastfailed_100k(bench: Bench) -> list[Result]:
             stock_wall=round(median(wall[STOCK]), 4),
         )
     )
+    counts = _session_start_instructions(bench, seed_text, expected)
+    if counts is not None:
+        results.append(
+            result_from_samples(
+                "session-start-instructions",
+                "instructions",
+                counts,
+                variant=f"{len(seed):,} entries",
+                entries=len(seed),
+            )
+        )
     return results
+
+
+def _session_start_instructions(
+    bench: Bench, seed_text: str, expected: set[str]
+) -> dict[str, list[float]] | None:
+    """The session start's instructions under callgrind, one run per env; None without valgrind.
+
+    Exact where times are not: the same count run after run (``PYTHONHASHSEED=0``),
+    so a difference of 1% is a fact on any machine.  The project's conftest marks
+    the start and the end with two calls callgrind is told to watch; an interpreter
+    without their symbols (stripped) leaves no dump, and no figure.
+    """
+    if shutil.which("valgrind") is None:
+        progress("session-start-instructions: valgrind not found: not measured")
+        return None
+    counts: dict[str, list[float]] = {}
+    for env in (FORK, STOCK):
+        project = bench.project("lastfailed", env, "lastfailed")
+        out = project / "callgrind.out"
+        for old in project.glob("callgrind.out*"):
+            old.unlink()
+        prefix = [
+            "valgrind",
+            "--tool=callgrind",
+            "--zero-before=os_getppid",
+            "--dump-before=os_getpgrp",
+            f"--callgrind-out-file={out}",
+        ]
+        _lastfailed_run(
+            bench, env, seed_text, expected, _previous_cache(bench, env), prefix
+        )
+        # The last dump at the end mark (numbered callgrind.out.1, .2, ...).
+        found: list[str] = []
+        for path in sorted(
+            project.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:])
+        ):
+            text = path.read_text(encoding="utf-8")
+            if "Trigger: --dump-before=os_getpgrp" in text:
+                found = re.findall(r"^summary: (\d+)$", text, re.MULTILINE)
+        if not found:
+            progress(
+                f"session-start-instructions ({env}): no dump (stripped interpreter?): not measured"
+            )
+            return None
+        counts[env] = [float(found[0])]
+        progress(f"session-start-instructions ({env}): {int(found[0]):,}")
+    return counts
 
 
 def lastfailed_session_end(bench: Bench) -> list[Result]:
@@ -174,18 +234,23 @@ def _previous_cache(bench: Bench, env: str) -> Path:
 
 
 def _lastfailed_run(
-    bench: Bench, env: str, seed_text: str, expected: set[str], previous: Path
+    bench: Bench,
+    env: str,
+    seed_text: str,
+    expected: set[str],
+    previous: Path,
+    prefix: Sequence[str] = (),
 ) -> tuple[dict[str, float], float]:
     """One run of the lastfailed project in a copy of the cache ``previous`` with
     ``seed_text`` as lastfailed: the hook times it recorded and the whole
-    process's seconds."""
+    process's seconds (under ``prefix``: callgrind)."""
     project = bench.project("lastfailed", env, "lastfailed")
     cachedir = project / ".pytest_cache"
     shutil.rmtree(cachedir, ignore_errors=True)
     shutil.copytree(previous, cachedir, symlinks=True)
     value = cachedir / "v" / "cache" / "lastfailed"
     value.write_text(seed_text, encoding="utf-8")
-    done = _run_project(bench, env)
+    done = _run_project(bench, env, prefix)
     stored = json.loads(value.read_text(encoding="utf-8"))
     if set(stored) != expected:
         raise BenchError(
@@ -197,7 +262,7 @@ def _lastfailed_run(
     return hooks, done.seconds
 
 
-def _run_project(bench: Bench, env: str) -> Completed:
+def _run_project(bench: Bench, env: str, prefix: Sequence[str] = ()) -> Completed:
     """Run the lastfailed project of ``env``, which records its hook times in ``hooks.json``."""
     project = bench.project("lastfailed", env, "lastfailed")
     out = project / "hooks.json"
@@ -210,7 +275,10 @@ def _run_project(bench: Bench, env: str) -> Completed:
             "BENCH_OUT": str(out),
             "BENCH_TESTS": str(LASTFAILED_TESTS),
             "BENCH_NOW_FAILING": ",".join(map(str, LASTFAILED_NOW_FAILING)),
+            # Under callgrind, hashes seeded alike: the same count every run.
+            **({"PYTHONHASHSEED": "0"} if prefix else {}),
         },
+        prefix=prefix,
     )
     failing = len(LASTFAILED_NOW_FAILING)
     expect(

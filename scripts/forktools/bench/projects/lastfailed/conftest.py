@@ -1,7 +1,10 @@
 """Times of the hooks where the cache plugin reads lastfailed (configure: the
 plugin reads it as it registers; session start), writes it (session finish) and
 sweeps (unconfigure): wall and CPU seconds of each, and the peak memory of the
-process, written to ``BENCH_OUT`` at the very end.
+process, written to ``BENCH_OUT`` at the very end.  Under callgrind the session
+start is marked by two calls the cache plugin never makes: ``os.getppid()`` at its
+start (``--zero-before=os_getppid``), ``os.getpgrp()`` at its end
+(``--dump-before=os_getpgrp``).
 
 Outermost wrappers time the session hooks. ``pytest_configure`` is a historic
 hook, which takes no wrapper: the session start is timed from its first
@@ -39,6 +42,7 @@ def _timed(name: str) -> Callable[..., Generator[None, Any, Any]]:
                 # The session start: configure, the session, pytest_sessionstart.
                 TIMES["start"] = time.perf_counter() - TIMES["began"]
                 TIMES["start_cpu"] = time.process_time() - TIMES["began_cpu"]
+                os.getpgrp()  # The end mark for callgrind.
             if name == "unconfigure":
                 usage = resource.getrusage(resource.RUSAGE_SELF)
                 TIMES["maxrss_kb"] = usage.ru_maxrss
@@ -51,6 +55,7 @@ def _timed(name: str) -> Callable[..., Generator[None, Any, Any]]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure() -> None:
     # Registered after pytest's own plugins, so called before their tryfirst ones.
+    os.getppid()  # The start mark for callgrind.
     TIMES["began"] = time.perf_counter()
     TIMES["began_cpu"] = time.process_time()
 
