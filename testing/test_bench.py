@@ -195,6 +195,8 @@ class TestTargets:
             ("set-cost", "something else", 0.5, None),
             ("set-syscalls", "new-key, disk", 1.0, True),
             ("set-syscalls", "overwrite, tmpfs", 1.1, False),
+            ("set-instructions", "overwrite, disk", 0.75, True),
+            ("set-instructions", "new-key, tmpfs", 1.001, False),
             ("lastfailed-session-end", "1,000 entries", 1.02, True),
             ("lastfailed-session-end", "10,000 entries", 1.03, False),
             ("lastfailed-memory", "1,000,000 entries", 1.05, True),

@@ -21,6 +21,8 @@ the medians and the ratio fork/stock of the medians:
   beside it;
 * ``set-syscalls``: system calls per ``Cache.set``, counted with ``strace``
   (left out, with a note on stderr, where strace is missing);
+* ``set-instructions``: instructions per ``Cache.set``, counted by callgrind in
+  one run per env and place (left out where valgrind is missing);
 * ``set-throughput``: ``Cache.set`` operations per second (wall time), for insight;
 * ``steady-state-writes``: files rewritten and bytes written in ``.pytest_cache``
   by a session that changes nothing (inode, size and mtime compared before and
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         choices=RUNS,
-        help="run only this benchmark (repeatable; set-cost also counts syscalls)",
+        help="run only this benchmark (repeatable; set-cost also counts syscalls and, with valgrind, instructions)",
     )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the results as JSON"

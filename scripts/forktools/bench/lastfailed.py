@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 import json
 from pathlib import Path
-import re
 import shutil
 
 from forktools.bench.config import BenchError
@@ -26,6 +25,8 @@ from forktools.bench.running import lastfailed_expected
 from forktools.bench.running import lastfailed_seed
 from forktools.bench.running import progress
 from forktools.bench.running import run_pytest
+from forktools.bench.traces import callgrind_counts
+from forktools.bench.traces import callgrind_prefix
 
 
 def lastfailed_100k(bench: Bench) -> list[Result]:
@@ -99,45 +100,27 @@ def _session_start_instructions(
 ) -> dict[str, list[float]] | None:
     """The session start's instructions under callgrind, one run per env; None without valgrind.
 
-    Exact where times are not: the same count run after run (``PYTHONHASHSEED=0``),
-    so a difference of 1% is a fact on any machine.  The project's conftest marks
-    the start and the end with two calls callgrind is told to watch; an interpreter
-    without their symbols (stripped) leaves no dump, and no figure.
+    Exact where times are not: the same count run after run, so a difference
+    of 1% is a fact on any machine.  The project's conftest marks the start and
+    the end (see :func:`callgrind_prefix`).
     """
-    if shutil.which("valgrind") is None:
-        progress("session-start-instructions: valgrind not found: not measured")
-        return None
     counts: dict[str, list[float]] = {}
     for env in (FORK, STOCK):
-        project = bench.project("lastfailed", env, "lastfailed")
-        out = project / "callgrind.out"
-        for old in project.glob("callgrind.out*"):
-            old.unlink()
-        prefix = [
-            "valgrind",
-            "--tool=callgrind",
-            "--zero-before=os_getppid",
-            "--dump-before=os_getpgrp",
-            f"--callgrind-out-file={out}",
-        ]
-        _lastfailed_run(
-            bench, env, seed_text, expected, _previous_cache(bench, env), prefix
-        )
-        # The last dump at the end mark (numbered callgrind.out.1, .2, ...).
-        found: list[str] = []
-        for path in sorted(
-            project.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:])
-        ):
-            text = path.read_text(encoding="utf-8")
-            if "Trigger: --dump-before=os_getpgrp" in text:
-                found = re.findall(r"^summary: (\d+)$", text, re.MULTILINE)
+        out = bench.project("lastfailed", env, "lastfailed") / "callgrind.out"
+        prefix = callgrind_prefix(out)
+        if prefix is None:
+            progress("session-start-instructions: valgrind not found: not measured")
+            return None
+        previous = _previous_cache(bench, env)
+        _lastfailed_run(bench, env, seed_text, expected, previous, prefix)
+        found = callgrind_counts(out)
         if not found:
             progress(
                 f"session-start-instructions ({env}): no dump (stripped interpreter?): not measured"
             )
             return None
-        counts[env] = [float(found[0])]
-        progress(f"session-start-instructions ({env}): {int(found[0]):,}")
+        counts[env] = [float(found[-1])]
+        progress(f"session-start-instructions ({env}): {found[-1]:,}")
     return counts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Sequence
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,8 @@ from forktools.bench.running import Bench
 from forktools.bench.running import expect
 from forktools.bench.running import progress
 from forktools.bench.running import run_pytest
+from forktools.bench.traces import callgrind_counts
+from forktools.bench.traces import callgrind_prefix
 from forktools.bench.traces import memory_filesystem
 from forktools.bench.traces import memory_place
 from forktools.bench.traces import syscalls_between
@@ -129,6 +132,7 @@ def set_cost(bench: Bench) -> list[Result]:
         )
         alternate("set-cost overwrite, disk", rounds, measure, unit="us user CPU")
         syscalls = _set_syscalls(bench, places)
+        instructions = _set_instructions(bench, places)
     results = []
     for key, samples in figures.items():
         measured = {env: values[-rounds:] for env, values in samples.items()}
@@ -152,7 +156,7 @@ def set_cost(bench: Bench) -> list[Result]:
             result.stock = statistics.mean(measured[STOCK])
             result.extra["figure"] = "mean of the rounds (user time is tick-sampled)"
         results.append(result)
-    return results + syscalls
+    return results + syscalls + instructions
 
 
 def _set_cost_run(
@@ -163,22 +167,77 @@ def _set_cost_run(
     batches: int,
     *,
     strace: Path | None = None,
+    prefix: Sequence[str] = (),
 ) -> dict[str, dict[str, float]]:
-    """One pytest process of SET_COST_TEST with its cache dir at ``cachedir``."""
+    """One pytest process of SET_COST_TEST with its cache dir at ``cachedir`` (under
+    strace, or another ``prefix``: callgrind)."""
     out = project / "cost.json"
     extra = {
         "BENCH_SET_BATCHES": str(batches),
         "BENCH_SET_BATCH": str(SET_COST_BATCH),
         "BENCH_OUT": str(out),
     }
+    if prefix:  # Under callgrind, hashes seeded alike: the same count every run.
+        extra["PYTHONHASHSEED"] = "0"
     shutil.rmtree(cachedir, ignore_errors=True)
     args = ["-q", "-p", "no:xdist", "-o", f"cache_dir={cachedir}"]
-    prefix = ["strace", "-f", "-qq", "-o", str(strace)] if strace else []
+    if strace:
+        prefix = ["strace", "-f", "-qq", "-o", str(strace)]
     done = run_pytest(bench.pythons[env], args, cwd=project, env=extra, prefix=prefix)
     shutil.rmtree(cachedir, ignore_errors=True)
     expect(done, returncode=0, summary=r"\b1 passed", what=f"set-cost ({env})")
     data: dict[str, dict[str, float]] = json.loads(out.read_text(encoding="utf-8"))
     return data
+
+
+def _set_instructions(bench: Bench, places: Mapping[str, Path]) -> list[Result]:
+    """Instructions per set, counted by callgrind between the test's markers, one run per env.
+
+    The user-space work of a set, exact: what the user CPU time on disk is meant
+    to show, without the kernel's work that its tick sampling lets in.
+    """
+    results = []
+    ops = max(1, SET_STRACE_OPS // SET_COST_BATCH)
+    sets = ops * SET_COST_BATCH
+    for place, root in places.items():
+        counts: dict[str, dict[str, list[float]]] = {}
+        for env in ORDER:
+            project = bench.project("set-cost", env, "set_cost")
+            out = project / "callgrind.out"
+            prefix = callgrind_prefix(out)
+            if prefix is None:
+                progress("set-instructions: valgrind not found: not measured")
+                return []
+            _set_cost_run(bench, env, project, root / env, ops, prefix=prefix)
+            found = callgrind_counts(out)
+            if len(found) != 2:
+                progress(
+                    f"set-instructions ({env}): {len(found)} counted stretches, not 2"
+                    " (stripped interpreter?): not measured"
+                )
+                return []
+            for variant, count in zip(("overwrite", "new-key"), found, strict=True):
+                counts.setdefault(variant, {FORK: [], STOCK: []})[env].append(
+                    count / sets
+                )
+        for variant, samples in counts.items():
+            results.append(
+                result_from_samples(
+                    "set-instructions",
+                    "instructions/set",
+                    samples,
+                    variant=f"{variant}, {place}",
+                    sets=sets,
+                )
+            )
+        progress(
+            f"set-instructions {place}: "
+            + ", ".join(
+                f"{v} fork {c[FORK][0]:,.0f} stock {c[STOCK][0]:,.0f}"
+                for v, c in counts.items()
+            )
+        )
+    return results
 
 
 def _set_syscalls(bench: Bench, places: Mapping[str, Path]) -> list[Result]:

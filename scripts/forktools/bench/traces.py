@@ -80,6 +80,48 @@ def syscalls_between(trace: str, start: str, end: str) -> int:
     raise BenchError(f"strace log without the markers {start}/{end}")
 
 
+#: The calls that mark a stretch for callgrind, as the projects make them: the
+#: interpreter's functions behind ``os.getppid()`` (start) and ``os.getpgrp()``
+#: (end), which neither pytest nor the cache plugin calls.
+CALLGRIND_START, CALLGRIND_END = "os_getppid", "os_getpgrp"
+
+
+def callgrind_prefix(out: Path) -> list[str] | None:
+    """The command prefix that counts the marked stretches' instructions into ``out.N``.
+
+    None without valgrind.  Run with ``PYTHONHASHSEED=0``: the same count every run.
+    """
+    if shutil.which("valgrind") is None:
+        return None
+    for old in out.parent.glob(out.name + "*"):
+        old.unlink()
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        f"--zero-before={CALLGRIND_START}",
+        f"--dump-before={CALLGRIND_END}",
+        f"--callgrind-out-file={out}",
+    ]
+
+
+def callgrind_counts(out: Path) -> list[int]:
+    """The instructions of each marked stretch, in order, from the dumps of ``callgrind_prefix(out)``.
+
+    An interpreter without the marks' symbols (stripped) leaves no such dump:
+    an empty list.
+    """
+    dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:]))
+    counts = []
+    for path in dumps:
+        text = path.read_text(encoding="utf-8")
+        found = re.search(r"^summary: (\d+)$", text, re.MULTILINE)
+        if f"Trigger: --dump-before={CALLGRIND_END}" in text and found:
+            counts.append(int(found.group(1)))
+        path.unlink()
+    out.unlink(missing_ok=True)
+    return counts
+
+
 #: A write call in ``strace -y`` output, on a descriptor of a file in ``.pytest_cache``.
 STRACE_CACHE_WRITE = re.compile(
     r"^(?:\d+\s+)?(?:write|pwrite64|writev)\(\d+<[^>]*/\.pytest_cache/[^>]*>.*= (\d+)$"
