@@ -192,6 +192,7 @@ class TestTargets:
             ("session-start", "100,000 entries", 1.4, False),
             ("session-start-instructions", "100,000 entries", 1.0, True),
             ("session-start-instructions", "100,000 entries", 1.008, False),
+            ("session-end-instructions", "1,000 entries", 0.99, True),
             ("set-cost", "something else", 0.5, None),
             ("set-syscalls", "new-key, disk", 1.0, True),
             ("set-syscalls", "overwrite, tmpfs", 1.1, False),

@@ -36,8 +36,9 @@ the medians and the ratio fork/stock of the medians:
 * ``lastfailed-100k``: the same with 100,000 entries in wall time, with the
   session start and the whole process; ``session-start``: the CPU time of the
   session start (``pytest_configure``, where lastfailed is read, and
-  ``pytest_sessionstart``) with 100,000 entries; ``session-start-instructions``:
-  the instructions it executes, counted by callgrind in one run per env (left
+  ``pytest_sessionstart``) with 100,000 entries; ``session-start-instructions``
+  and ``session-end-instructions``: the instructions they execute, counted by
+  callgrind in one run per env, the session end also at 1,000 entries (left
   out, with a note on stderr, where valgrind is missing);
 * ``creation-race``: 2, 8, 32 and 64 plain pytest processes started together on
   a fresh directory, held at a barrier (a lock the benchmark releases once all

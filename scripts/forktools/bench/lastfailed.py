@@ -81,47 +81,51 @@ def lastfailed_100k(bench: Bench) -> list[Result]:
             stock_wall=round(median(wall[STOCK]), 4),
         )
     )
-    counts = _session_start_instructions(bench, seed_text, expected)
-    if counts is not None:
-        results.append(
-            result_from_samples(
-                "session-start-instructions",
-                "instructions",
-                counts,
-                variant=f"{len(seed):,} entries",
-                entries=len(seed),
-            )
-        )
-    return results
+    return results + _instructions(
+        bench, seed_text, expected, len(seed), "start", "end"
+    )
 
 
-def _session_start_instructions(
-    bench: Bench, seed_text: str, expected: set[str]
-) -> dict[str, list[float]] | None:
-    """The session start's instructions under callgrind, one run per env; None without valgrind.
+def _instructions(
+    bench: Bench, seed_text: str, expected: set[str], entries: int, *stretches: str
+) -> list[Result]:
+    """The session's ``start`` and ``end`` in instructions under callgrind, one run per env.
 
     Exact where times are not: the same count run after run, so a difference
-    of 1% is a fact on any machine.  The project's conftest marks the start and
-    the end (see :func:`callgrind_prefix`).
+    of 1% is a fact on any machine.  The project's conftest marks both stretches
+    (see :func:`callgrind_prefix`).  No results without valgrind.
     """
-    counts: dict[str, list[float]] = {}
+    counts: dict[str, dict[str, list[float]]] = {}
     for env in (FORK, STOCK):
         out = bench.project("lastfailed", env, "lastfailed") / "callgrind.out"
         prefix = callgrind_prefix(out)
         if prefix is None:
-            progress("session-start-instructions: valgrind not found: not measured")
-            return None
+            progress("session instructions: valgrind not found: not measured")
+            return []
         previous = _previous_cache(bench, env)
         _lastfailed_run(bench, env, seed_text, expected, previous, prefix)
-        found = callgrind_counts(out)
-        if not found:
+        stretched = callgrind_counts(out)
+        if len(stretched) != 3:
             progress(
-                f"session-start-instructions ({env}): no dump (stripped interpreter?): not measured"
+                f"session instructions ({env}): {len(stretched)} counted stretches,"
+                " not 3 (stripped interpreter?): not measured"
             )
-            return None
-        counts[env] = [float(found[-1])]
-        progress(f"session-start-instructions ({env}): {found[-1]:,}")
-    return counts
+            return []
+        # The start; the end as timed: pytest_sessionfinish plus pytest_unconfigure.
+        found = {"start": stretched[0], "end": stretched[1] + stretched[2]}
+        for stretch in stretches:
+            counts.setdefault(stretch, {})[env] = [float(found[stretch])]
+            progress(f"session-{stretch}-instructions ({env}): {found[stretch]:,}")
+    return [
+        result_from_samples(
+            f"session-{stretch}-instructions",
+            "instructions",
+            samples,
+            variant=f"{entries:,} entries",
+            entries=entries,
+        )
+        for stretch, samples in counts.items()
+    ]
 
 
 def lastfailed_session_end(bench: Bench) -> list[Result]:
@@ -196,6 +200,9 @@ def lastfailed_session_end(bench: Bench) -> list[Result]:
                     entries=entries,
                 )
             )
+        if left_by is None and entries == LASTFAILED_SIZES[0]:
+            # The size where the two builds' session ends are closest.
+            results += _instructions(bench, seed_text, expected, entries, "end")
     return results
 
 
