@@ -31,7 +31,7 @@ TIMES: dict[str, float] = {}
 def _timed(name: str) -> Callable[..., Generator[None, Any, Any]]:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def hook(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
-        if name != "sessionstart":  # Counted from pytest_configure on.
+        if name != "sessionstart":  # The session start's began in pytest_configure.
             os.getppid()
         start, cpu = time.perf_counter(), time.process_time()
         try:
