@@ -2,7 +2,8 @@
 
 Run by a developer (``python scripts/bench.py`` or ``tox -e bench``) after any change
 to the overlay or the build, and before the README's figures are refreshed; ``--quick``
-is the smoke version (under 5 minutes on 2 cores). It builds or reuses two envs with
+is the smoke version (under 5 minutes on 2 cores, 3 more for callgrind's counts where
+valgrind is installed). It builds or reuses two envs with
 ``forktools.envs``: the fork and stock ``pytest===<base>``, both with pytest-xdist
 3.8.0, in a root of their own (``--env-root``) so that other tools rebuilding their
 envs never pull one out from under a running benchmark.
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer rounds and operations (< 5 minutes on 2 cores)",
+        help="fewer rounds and operations (< 5 minutes on 2 cores; callgrind's counts, with valgrind, add about 3)",
     )
     parser.add_argument(
         "--rounds",
