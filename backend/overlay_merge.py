@@ -237,19 +237,16 @@ def _placed(
         place = {name: end if at == unused else at for name, at in place.items()}
     top_level = used_by is _names_used
     result: list[cst.CSTNode] = []
-    after_new = False
     for i in range(len(body) + 1):
-        for name, node in new.items():
-            if place[name] == i:
-                previous = result[-1] if result else None
-                result.append(_spaced(node, previous, top_level=top_level, new=True))
-                after_new = True
+        here = [node for name, node in new.items() if place[name] == i]
+        for node in here:
+            previous = result[-1] if result else None
+            result.append(_spaced(node, previous, top_level=top_level, new=True))
         if i < len(body):
             node = body[i]
-            if after_new and result:
+            if here:
                 node = _spaced(node, result[-1], top_level=top_level, new=False)
             result.append(node)
-            after_new = False
     return result
 
 
@@ -493,7 +490,7 @@ def _merge_class(
                 raise MergeError(
                     f"{qualname}: new annotated class attributes are not merged (they would add dataclass fields)"
                 )
-            new_members[name] = _with_blank_lines(node, 1)
+            new_members[name] = node  # Spaced where it is placed.
             added.append(qualname)
     placed = _placed(body, new_members, _attributes_used, end=len(body))
     return cls.with_changes(body=cls.body.with_changes(body=placed))

@@ -265,8 +265,6 @@ def _run_project(bench: Bench, env: str, prefix: Sequence[str] = ()) -> Complete
             "BENCH_OUT": str(out),
             "BENCH_TESTS": str(LASTFAILED_TESTS),
             "BENCH_NOW_FAILING": ",".join(map(str, LASTFAILED_NOW_FAILING)),
-            # Under callgrind, hashes seeded alike: the same count every run.
-            **({"PYTHONHASHSEED": "0"} if prefix else {}),
         },
         prefix=prefix,
     )

@@ -166,23 +166,18 @@ def _set_cost_run(
     cachedir: Path,
     batches: int,
     *,
-    strace: Path | None = None,
     prefix: Sequence[str] = (),
 ) -> dict[str, dict[str, float]]:
     """One pytest process of SET_COST_TEST with its cache dir at ``cachedir`` (under
-    strace, or another ``prefix``: callgrind)."""
+    ``prefix``: strace or callgrind)."""
     out = project / "cost.json"
     extra = {
         "BENCH_SET_BATCHES": str(batches),
         "BENCH_SET_BATCH": str(SET_COST_BATCH),
         "BENCH_OUT": str(out),
     }
-    if prefix:  # Under callgrind, hashes seeded alike: the same count every run.
-        extra["PYTHONHASHSEED"] = "0"
     shutil.rmtree(cachedir, ignore_errors=True)
     args = ["-q", "-p", "no:xdist", "-o", f"cache_dir={cachedir}"]
-    if strace:
-        prefix = ["strace", "-f", "-qq", "-o", str(strace)]
     done = run_pytest(bench.pythons[env], args, cwd=project, env=extra, prefix=prefix)
     shutil.rmtree(cachedir, ignore_errors=True)
     expect(done, returncode=0, summary=r"\b1 passed", what=f"set-cost ({env})")
@@ -252,7 +247,8 @@ def _set_syscalls(bench: Bench, places: Mapping[str, Path]) -> list[Result]:
         for env in ORDER:
             project = bench.project("set-cost", env, "set_cost")
             trace = project / "strace.txt"
-            _set_cost_run(bench, env, project, root / env, ops, strace=trace)
+            strace = ["strace", "-f", "-qq", "-o", str(trace)]
+            _set_cost_run(bench, env, project, root / env, ops, prefix=strace)
             text = trace.read_text(encoding="utf-8", errors="replace")
             trace.unlink()
             for variant in ("overwrite", "new-key"):

@@ -89,14 +89,16 @@ CALLGRIND_START, CALLGRIND_END = "os_getppid", "os_getpgrp"
 def callgrind_prefix(out: Path) -> list[str] | None:
     """The command prefix that counts the marked stretches' instructions into ``out.N``.
 
-    Earlier dumps at ``out`` are removed first.  None without valgrind.  Run
-    with ``PYTHONHASHSEED=0``: the same count every run.
+    Earlier dumps at ``out`` are removed first.  None without valgrind.  Hashes
+    are seeded alike (``PYTHONHASHSEED=0``): the same count every run.
     """
     if shutil.which("valgrind") is None:
         return None
     for old in out.parent.glob(out.name + "*"):
         old.unlink()
     return [
+        "env",
+        "PYTHONHASHSEED=0",
         "valgrind",
         "--tool=callgrind",
         f"--zero-before={CALLGRIND_START}",
