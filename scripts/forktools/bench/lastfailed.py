@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import functools
 import json
 from pathlib import Path
 import shutil
@@ -25,8 +26,7 @@ from forktools.bench.running import lastfailed_expected
 from forktools.bench.running import lastfailed_seed
 from forktools.bench.running import progress
 from forktools.bench.running import run_pytest
-from forktools.bench.traces import callgrind_counts
-from forktools.bench.traces import callgrind_prefix
+from forktools.bench.traces import callgrind_stretches
 
 
 def lastfailed_100k(bench: Bench) -> list[Result]:
@@ -93,23 +93,20 @@ def _instructions(
 
     Exact where times are not: the same count run after run, so a difference
     of 1% is a fact on any machine.  The project's conftest marks both stretches
-    (see :func:`callgrind_prefix`).  No results without valgrind.
+    (see :func:`callgrind_stretches`).  No results without valgrind.
     """
     counts: dict[str, dict[str, list[float]]] = {}
     for env in (FORK, STOCK):
-        out = bench.project("lastfailed", env, "lastfailed") / "callgrind.out"
-        prefix = callgrind_prefix(out)
-        if prefix is None:
-            progress("session instructions: valgrind not found: not measured")
-            return []
         previous = _previous_cache(bench, env)
-        _lastfailed_run(bench, env, seed_text, expected, previous, prefix)
-        stretched = callgrind_counts(out)
-        if len(stretched) != 3:
-            progress(
-                f"session instructions ({env}): {len(stretched)} counted stretches,"
-                " not 3 (stripped interpreter?): not measured"
-            )
+        stretched = callgrind_stretches(
+            bench.project("lastfailed", env, "lastfailed") / "callgrind.out",
+            3,
+            f"session instructions ({env})",
+            functools.partial(
+                _lastfailed_run, bench, env, seed_text, expected, previous
+            ),
+        )
+        if stretched is None:
             return []
         # The start; the end as timed: pytest_sessionfinish plus pytest_unconfigure.
         found = {"start": stretched[0], "end": stretched[1] + stretched[2]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
+import functools
 import json
 import os
 from pathlib import Path
@@ -24,8 +25,7 @@ from forktools.bench.running import Bench
 from forktools.bench.running import expect
 from forktools.bench.running import progress
 from forktools.bench.running import run_pytest
-from forktools.bench.traces import callgrind_counts
-from forktools.bench.traces import callgrind_prefix
+from forktools.bench.traces import callgrind_stretches
 from forktools.bench.traces import memory_filesystem
 from forktools.bench.traces import memory_place
 from forktools.bench.traces import syscalls_between
@@ -198,18 +198,13 @@ def _set_instructions(bench: Bench, places: Mapping[str, Path]) -> list[Result]:
         counts: dict[str, dict[str, list[float]]] = {}
         for env in ORDER:
             project = bench.project("set-cost", env, "set_cost")
-            out = project / "callgrind.out"
-            prefix = callgrind_prefix(out)
-            if prefix is None:
-                progress("set-instructions: valgrind not found: not measured")
-                return []
-            _set_cost_run(bench, env, project, root / env, ops, prefix=prefix)
-            found = callgrind_counts(out)
-            if len(found) != 2:
-                progress(
-                    f"set-instructions ({env}): {len(found)} counted stretches, not 2"
-                    " (stripped interpreter?): not measured"
-                )
+            found = callgrind_stretches(
+                project / "callgrind.out",
+                2,
+                f"set-instructions ({env})",
+                functools.partial(_set_cost_run, bench, env, project, root / env, ops),
+            )
+            if found is None:
                 return []
             for variant, count in zip(("overwrite", "new-key"), found, strict=True):
                 counts.setdefault(variant, {FORK: [], STOCK: []})[env].append(

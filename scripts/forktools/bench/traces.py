@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
 import contextlib
 import os
@@ -86,16 +87,33 @@ def syscalls_between(trace: str, start: str, end: str) -> int:
 CALLGRIND_START, CALLGRIND_END = "os_getppid", "os_getpgrp"
 
 
-def callgrind_prefix(out: Path) -> list[str] | None:
-    """The command prefix that counts the marked stretches' instructions into ``out.N``.
+def callgrind_stretches(
+    out: Path, stretches: int, what: str, run: Callable[..., object]
+) -> list[int] | None:
+    """``run(prefix=...)`` under callgrind: the instructions of its marked stretches, in order.
 
-    Earlier dumps at ``out`` are removed first.  None without valgrind.  Hashes
-    are seeded alike (``PYTHONHASHSEED=0``): the same count every run.
+    The dumps go to ``out.N`` and are removed once read.  Hashes are seeded
+    alike (``PYTHONHASHSEED=0``): the same count every run.  None, with a note
+    naming ``what``, without valgrind or without ``stretches`` counts (an
+    interpreter stripped of the marks' symbols leaves no such dump).
     """
     if shutil.which("valgrind") is None:
+        progress(f"{what}: valgrind not found: not measured")
         return None
     for old in out.parent.glob(out.name + "*"):
         old.unlink()
+    run(prefix=_callgrind_prefix(out))
+    counts = _callgrind_counts(out)
+    if len(counts) != stretches:
+        progress(
+            f"{what}: {len(counts)} counted stretches, not {stretches}"
+            " (stripped interpreter?): not measured"
+        )
+        return None
+    return counts
+
+
+def _callgrind_prefix(out: Path) -> list[str]:
     return [
         "env",
         "PYTHONHASHSEED=0",
@@ -107,12 +125,7 @@ def callgrind_prefix(out: Path) -> list[str] | None:
     ]
 
 
-def callgrind_counts(out: Path) -> list[int]:
-    """The instructions of each marked stretch, in order, from the dumps of ``callgrind_prefix(out)``.
-
-    An interpreter without the marks' symbols (stripped) leaves no such dump:
-    an empty list.
-    """
+def _callgrind_counts(out: Path) -> list[int]:
     dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:]))
     counts = []
     for path in dumps:
